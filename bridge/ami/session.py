@@ -1,0 +1,431 @@
+"""The robust AMI session: log in, stream events, and reconnect forever until stopped.
+
+Approach
+--------
+One loop, one connection at a time: connect, log in (MD5 challenge by default), run
+until the connection closes, back off with full jitter, reconnect.  Each successful
+login opens a new *epoch* (by default unix milliseconds, strictly increasing), so the
+consumer can tell which events belong to which connection: Asterisk keeps no per-client
+state across reconnects, and events in the gap are simply gone.
+
+Ordering is the contract with the listener: ``on_connected(epoch)`` comes first, then
+every item read on that connection through ``on_items(epoch, items)`` in wire order
+(including ``FullyBooted`` and anything else read while logging in, which is held until
+the epoch exists), then ``on_disconnected(epoch)``.
+
+The first login action is sent right after the socket opens, without waiting for the
+banner (Asterisk reads it once its banner is out); the banner is still required before
+the session counts as connected.  Wrong credentials raise :class:`LoginFailed`, or are
+retried with the same backoff when ``retry_on_login_failure`` is set.  The secret is read
+from its source at each login and never logged, stored in a repr, or put in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import SecretStr
+
+from bridge.ami.backoff import Backoff
+from bridge.ami.client import (
+    ActionResult,
+    AmiConnection,
+    ConnectionOptions,
+    StreamItem,
+)
+from bridge.ami.errors import (
+    RETRYABLE,
+    ActionTimeout,
+    AmiConnectionError,
+    AmiError,
+    LocalProtocolError,
+    LoginFailed,
+)
+from bridge.ami.protocol import HeaderInput
+from bridge.ami.target import AmiTarget
+
+__all__ = [
+    "AmiSession",
+    "AuthMethod",
+    "Connected",
+    "Disconnected",
+    "SecretSource",
+    "SessionListener",
+    "next_unix_ms_epoch",
+]
+
+log = logging.getLogger(__name__)
+
+AuthMethod = Literal["md5", "plain"]
+#: The AMI secret: a pydantic ``SecretStr`` or a callable asked at each login.
+SecretSource = SecretStr | Callable[[], str]
+
+_T = TypeVar("_T")
+
+#: Failures after which the session reconnects (login refusals are decided separately).
+_RECONNECT_ON: tuple[type[BaseException], ...] = (*RETRYABLE, ActionTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A login succeeded: a new epoch starts."""
+
+    epoch: int
+    target: AmiTarget
+    #: The banner line (``Asterisk Call Manager/11.0.0``), ``None`` if the server sent none.
+    banner: str | None
+    #: The AMI version from the banner (``11.0.0``).
+    ami_version: str | None
+    #: Unix time of the login.
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection of ``epoch`` ended."""
+
+    epoch: int
+    target: AmiTarget
+    reason: str
+    at: float
+
+
+class SessionListener(Protocol):
+    """Told of every connect, every batch of items and every disconnect, in that order.
+
+    All three are called synchronously on the event loop and must return quickly: the
+    socket is not read while they run.
+    """
+
+    def on_connected(self, info: Connected) -> None: ...
+
+    def on_items(self, epoch: int, items: list[StreamItem]) -> None: ...
+
+    def on_disconnected(self, info: Disconnected) -> None: ...
+
+
+class _MonotonicMillis:
+    """Unix time in milliseconds, forced strictly increasing within the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns() // 1_000_000, self._last + 1)
+            return self._last
+
+
+#: The default epoch source: unix milliseconds, never repeating within the process.
+next_unix_ms_epoch: Callable[[], int] = _MonotonicMillis()
+
+
+class _ItemRouter:
+    """Per-connection ``on_items`` callback: holds items until the epoch is known."""
+
+    def __init__(self, listener: SessionListener) -> None:
+        self._listener = listener
+        self._epoch: int | None = None
+        self._held: list[StreamItem] = []
+
+    def __call__(self, items: list[StreamItem]) -> None:
+        if self._epoch is None:
+            self._held.extend(items)
+        else:
+            self._listener.on_items(self._epoch, items)
+
+    def start(self, epoch: int) -> None:
+        self._epoch = epoch
+        held, self._held = self._held, []
+        if held:
+            self._listener.on_items(epoch, held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+
+class _StopRequestedError(Exception):
+    """Internal: :meth:`AmiSession.stop` interrupted the current step."""
+
+
+class AmiSession:
+    """A self-healing AMI session that reports to a :class:`SessionListener`.
+
+    ``await run()`` until ``await stop()``; use :meth:`send_action` for actions on the
+    current connection.
+    """
+
+    def __init__(
+        self,
+        target: AmiTarget,
+        secret: SecretSource,
+        listener: SessionListener,
+        *,
+        auth: AuthMethod = "md5",
+        events: str = "on",
+        retry_on_login_failure: bool = True,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        rng: Callable[[], float] = random.random,
+        ca_file: str | os.PathLike[str] | None = None,
+        connection: ConnectionOptions | None = None,
+        action_timeout: float = 10.0,
+        logoff_timeout: float = 1.0,
+        next_epoch: Callable[[], int] = next_unix_ms_epoch,
+    ) -> None:
+        """Configure the session; nothing connects before :meth:`run`.
+
+        ``events`` is the login event mask (``on``, ``off``, class names or a number).
+        ``ca_file`` adds a CA bundle for ``amis://`` targets; verification is always on.
+
+        Raises:
+            ValueError: ``auth`` is unknown, or ``ca_file`` is given for a plain target.
+            OSError, ssl.SSLError: ``ca_file`` cannot be read.
+        """
+        if auth not in ("md5", "plain"):
+            raise ValueError(f"auth must be 'md5' or 'plain', got {auth!r}")
+        if ca_file is not None and not target.tls:
+            raise ValueError(f"a CA file is only used with amis:// targets, not {target}")
+        self.target = target
+        self._secret = secret
+        self._listener = listener
+        self._auth = auth
+        self._events = events
+        self._retry_on_login_failure = retry_on_login_failure
+        self._backoff = Backoff(base=backoff_base, cap=backoff_cap, rng=rng)
+        self._ssl_context = ssl.create_default_context(cafile=ca_file) if target.tls else None
+        self._options = connection or ConnectionOptions()
+        self._action_timeout = action_timeout
+        self._logoff_timeout = logoff_timeout
+        self._next_epoch = next_epoch
+        self._conn: AmiConnection | None = None
+        self._epoch: int | None = None
+        self._logins = 0
+        self._running = False
+        self._stop_began = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"AmiSession({self.target}, connected={self.connected}, epoch={self._epoch})"
+
+    # -- state for health checks and metrics ------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while logged in on a live connection."""
+        return self._conn is not None and not self._conn.is_closed
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch of the current (or last) connection; ``None`` before the first."""
+        return self._epoch
+
+    @property
+    def reconnects(self) -> int:
+        """Successful logins after the first one."""
+        return max(0, self._logins - 1)
+
+    # -- public API -------------------------------------------------------------------
+
+    async def send_action(
+        self,
+        action: str,
+        headers: HeaderInput = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the deadline is part of the result
+    ) -> ActionResult:
+        """Send an action on the current connection (see :meth:`AmiConnection.send_action`).
+
+        Raises:
+            AmiConnectionError: not connected, or the connection closed while waiting.
+            ActionTimeout: no response within ``timeout`` (default: ``action_timeout``).
+            LocalProtocolError: a header cannot be sent.
+        """
+        conn = self._conn
+        if conn is None or conn.is_closed:
+            raise AmiConnectionError(f"not connected to {self.target}")
+        deadline = self._action_timeout if timeout is None else timeout
+        return await conn.send_action(action, headers, timeout=deadline)
+
+    async def run(self) -> None:
+        """Connect and keep reconnecting until :meth:`stop`; returns after the stop.
+
+        Raises:
+            LoginFailed: the credentials were refused and ``retry_on_login_failure`` is
+                off.
+            RuntimeError: ``run()`` is already running.
+        """
+        if self._running:
+            raise RuntimeError("AmiSession.run() is already running")
+        self._running = True
+        self._finished.clear()
+        try:
+            while not self._stop_began.is_set():
+                delay = await self._unless_stopped(self._attempt())
+                if self._stop_began.is_set():
+                    break
+                await self._unless_stopped(asyncio.sleep(delay))
+        except _StopRequestedError:
+            pass
+        finally:
+            self._running = False
+            self._finished.set()
+        log.info("AMI session to %s stopped", self.target)
+
+    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - bounds the shutdown
+        """Log off (waiting briefly for ``Goodbye``), close, and let :meth:`run` return.
+
+        Waits at most ``timeout`` seconds for ``run()`` to finish.
+        """
+        self._stop_began.set()
+        conn = self._conn
+        if conn is not None and not conn.is_closed:
+            try:
+                await conn.send_action("Logoff", timeout=min(self._logoff_timeout, timeout))
+            except AmiError as exc:
+                log.debug("AMI Logoff on %s got no answer: %s", self.target, exc)
+            await conn.close("session stopped")
+        self._stop_requested.set()
+        if not self._running:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._finished.wait()
+        except TimeoutError:
+            log.warning("AMI session to %s did not stop within %g s", self.target, timeout)
+
+    # -- the reconnect loop -----------------------------------------------------------
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``step``; cancel it and raise :class:`_StopRequestedError` if a stop is requested."""
+        work = asyncio.create_task(step)
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            work.cancel()
+            # Let both finish their own cleanup (closing a half-open connection, say).
+            await asyncio.wait({work, stop})
+        if work.cancelled():
+            raise _StopRequestedError
+        return work.result()
+
+    async def _attempt(self) -> float:
+        """One connection's life; returns the delay before the next attempt."""
+        try:
+            reason = await self._connect_and_serve()
+        except LoginFailed as exc:
+            if not self._retry_on_login_failure:
+                log.error("%s; not retrying", exc)
+                raise
+            delay = self._backoff.next_delay()
+            log.error("%s; retrying in %.2f s", exc, delay)
+            return delay
+        except _RECONNECT_ON as exc:
+            delay = self._backoff.next_delay()
+            log.warning("AMI connection failed: %s; retrying in %.2f s", exc, delay)
+            return delay
+        if self._stop_began.is_set():
+            return 0.0
+        delay = self._backoff.next_delay()
+        log.warning(
+            "AMI connection lost (epoch %s): %s; reconnecting in %.2f s", self._epoch, reason, delay
+        )
+        return delay
+
+    async def _connect_and_serve(self) -> str:
+        """Connect, log in, and serve until the connection closes; returns why it closed.
+
+        Raises:
+            LoginFailed, AmiConnectionError, ActionTimeout: the connection never got
+                to the logged-in state.
+        """
+        router = _ItemRouter(self._listener)
+        conn = await AmiConnection.open(
+            self.target,
+            on_items=router,
+            ssl_context=self._ssl_context,
+            options=self._options,
+            wait_for_banner=False,
+        )
+        try:
+            await self._login(conn)
+            banner = await conn.wait_banner()
+            epoch = self._next_epoch()
+            self._epoch = epoch
+            self._conn = conn
+            self._logins += 1
+            self._backoff.reset()
+            version = banner.version if banner else None
+            log.info("AMI logged in to %s (AMI %s), epoch %d", self.target, version, epoch)
+            self._listener.on_connected(
+                Connected(epoch, self.target, banner.line if banner else None, version, time.time())
+            )
+            reason = "session stopped"
+            try:
+                router.start(epoch)
+                closed = await conn.closed()
+                if not self._stop_began.is_set():
+                    reason = str(closed)
+            finally:
+                self._conn = None
+                self._listener.on_disconnected(
+                    Disconnected(epoch, self.target, reason, time.time())
+                )
+            return reason
+        finally:
+            if router.held:
+                log.debug("discarding %d AMI items read before a failed login", router.held)
+            await conn.close("session ended")
+
+    async def _login(self, conn: AmiConnection) -> None:
+        """Authenticate on ``conn`` and set the event mask.
+
+        Raises:
+            LoginFailed: the server refused the challenge or the credentials, or the
+                secret cannot be sent.
+            AmiConnectionError, ActionTimeout: the connection failed meanwhile.
+        """
+        user, host = self.target.user, self.target.host
+        secret = self._reveal_secret()
+        headers: list[tuple[str, str]]
+        if self._auth == "md5":
+            challenge = await conn.send_action(
+                "Challenge", [("AuthType", "MD5")], timeout=self._action_timeout
+            )
+            token = challenge.response.get("Challenge")
+            if not challenge.ok or not token:
+                raise LoginFailed(user, host, f"MD5 challenge refused: {_message(challenge)}")
+            digest = hashlib.md5((token + secret).encode(), usedforsecurity=False)
+            headers = [("AuthType", "MD5"), ("Username", user), ("Key", digest.hexdigest())]
+        else:
+            headers = [("Username", user), ("Secret", secret)]
+        headers.append(("Events", self._events))
+        try:
+            result = await conn.send_action("Login", headers, timeout=self._action_timeout)
+        except LocalProtocolError:
+            raise LoginFailed(user, host, "a login header holds CR or LF") from None
+        if result.response.status.lower() != "success":
+            raise LoginFailed(user, host, _message(result))
+
+    def _reveal_secret(self) -> str:
+        source = self._secret
+        return source.get_secret_value() if isinstance(source, SecretStr) else source()
+
+
+def _message(result: ActionResult) -> str:
+    return result.response.get("Message") or f"Response: {result.response.status}"

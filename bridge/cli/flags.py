@@ -1,0 +1,86 @@
+"""Command-line flags generated from :class:`bridge.settings.Settings`.
+
+One flag per setting (``journal_dir`` -> ``--journal-dir``), so the flags, the environment
+variables and the configuration reference can never drift apart.  Secret values have no
+flag, only their ``*_file`` twin: a flag would show the secret in ``ps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import SecretStr, ValidationError
+
+from bridge.settings import Settings, load_settings
+
+__all__ = ["ConfigError", "add_settings_arguments", "settings_from_args"]
+
+#: Settings only a TOML file can express.
+_FILE_ONLY = {"servers"}
+
+
+class ConfigError(Exception):
+    """A wrong setting, as one line for the operator."""
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def settable_fields() -> dict[str, Any]:
+    """Settings that have a flag: everything but secrets and TOML-only tables."""
+    return {
+        name: field
+        for name, field in Settings.model_fields.items()
+        if name not in _FILE_ONLY and not _is_secret(field.annotation)
+    }
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (also AMI_BRIDGE_CONFIG)", default=None
+    )
+    for name, field in settable_fields().items():
+        help_text = field.description or ""
+        annotation = field.annotation
+        if annotation is bool:
+            parser.add_argument(
+                _flag(name), dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif get_origin(annotation) is list:
+            parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
+        else:
+            choices = get_args(annotation) if "Literal" in str(annotation) else None
+            parser.add_argument(_flag(name), dest=name, choices=choices or None, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags over environment over TOML file over defaults.
+
+    Raises:
+        ConfigError: a setting is wrong; the message is one line naming it.
+    """
+    overrides = {name: getattr(args, name, None) for name in settable_fields()}
+    config = args.config
+    if config is None:
+        env_config = os.environ.get("AMI_BRIDGE_CONFIG")
+        config = Path(env_config) if env_config else None
+    if config is not None and not config.is_file():
+        raise ConfigError(f"settings file {config} does not exist")
+    try:
+        return load_settings(overrides, config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"invalid setting {where}: {message}{more}") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,95 @@
+"""What the journal holds: one record per message read, written before anything else.
+
+The reader task journals what it read as cheaply as it can: the message's raw bytes plus
+its place in the stream (server epoch, sequence number, receive time).  Validation,
+routing and JSON encoding happen on the publishing side, from the record, so a record
+replayed after a restart renders to the very same message, with the same message id.
+
+Layout: a fixed little-endian head (kind, epoch, seq, received_at) and a payload:
+
+* ``EVENT``: the message's raw header bytes (``Message.raw``);
+* ``MALFORMED``: JSON ``{"reason", "headers", "data"}`` (data in base64);
+* ``STATUS``: JSON ``{"status", "fields"}``, the bridge's own status messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from bridge.ami.protocol import Event, Malformed
+
+__all__ = ["Record", "RecordKind", "decode", "encode_event", "encode_malformed", "encode_status"]
+
+_HEAD = struct.Struct("<BQQd")
+
+
+class RecordKind(IntEnum):
+    EVENT = 1
+    MALFORMED = 2
+    STATUS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: RecordKind
+    epoch: int
+    seq: int
+    received_at: float
+    payload: bytes
+
+    def event(self) -> Event:
+        return Event.from_raw(self.payload)
+
+    def malformed(self) -> Malformed:
+        data = orjson.loads(self.payload)
+        headers = tuple((str(k), str(v)) for k, v in data["headers"])
+        return Malformed(data["reason"], base64.b64decode(data["data"]), headers)
+
+    def status(self) -> tuple[str, dict[str, Any]]:
+        data = orjson.loads(self.payload)
+        return data["status"], data["fields"]
+
+
+def _json_safe(text: str) -> str:
+    # Surrogate escapes from invalid UTF-8 cannot go into JSON; the exact bytes are in "data".
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def encode_event(epoch: int, seq: int, received_at: float, event: Event) -> bytes:
+    return _HEAD.pack(RecordKind.EVENT, epoch, seq, received_at) + event.raw
+
+
+def encode_malformed(epoch: int, seq: int, received_at: float, item: Malformed) -> bytes:
+    payload = orjson.dumps(
+        {
+            "reason": item.reason,
+            "headers": [[_json_safe(k), _json_safe(v)] for k, v in item.headers],
+            "data": base64.b64encode(item.data).decode("ascii"),
+        }
+    )
+    return _HEAD.pack(RecordKind.MALFORMED, epoch, seq, received_at) + payload
+
+
+def encode_status(
+    epoch: int, seq: int, received_at: float, status: str, fields: dict[str, Any]
+) -> bytes:
+    payload = orjson.dumps({"status": status, "fields": fields})
+    return _HEAD.pack(RecordKind.STATUS, epoch, seq, received_at) + payload
+
+
+def decode(record: bytes) -> Record:
+    """Split a journal record into its head and payload.
+
+    Raises:
+        ValueError: the record is too short or of an unknown kind.
+    """
+    if len(record) < _HEAD.size:
+        raise ValueError(f"journal record of {len(record)} bytes is shorter than its head")
+    kind, epoch, seq, received_at = _HEAD.unpack_from(record)
+    return Record(RecordKind(kind), epoch, seq, received_at, record[_HEAD.size :])

@@ -1,0 +1,66 @@
+"""The broker topology the bridge publishes into, declared in one idempotent function.
+
+Approach
+--------
+Events go to a durable topic exchange (``ami.events`` by default).  A message no binding
+matches must not vanish, so the exchange names an alternate exchange,
+``<exchange>.unrouted``: a durable fanout exchange bound to a durable queue of the same
+name.  The broker then routes every unmatched message there, and a publisher confirm
+means "stored somewhere" even before any consumer has bound a queue.
+
+AMQP declarations are idempotent as long as the arguments match, so declaring on every
+connect is safe.  If an exchange or queue already exists with other arguments, the broker
+closes the channel with PRECONDITION_FAILED; that becomes :class:`TopologyConflict`,
+which names the entity instead of surfacing a bare channel error.
+"""
+
+from __future__ import annotations
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+__all__ = ["DEFAULT_EXCHANGE", "TopologyConflict", "declare_topology", "unrouted_name"]
+
+DEFAULT_EXCHANGE = "ami.events"
+
+
+class TopologyConflict(RuntimeError):
+    """An exchange or queue exists on the broker with different settings."""
+
+
+def unrouted_name(exchange: str) -> str:
+    """The name of the alternate exchange and of its queue for ``exchange``."""
+    return f"{exchange}.unrouted"
+
+
+async def declare_topology(
+    channel: AbstractChannel, exchange: str = DEFAULT_EXCHANGE
+) -> AbstractExchange:
+    """Declare the event exchange, its alternate exchange and the unrouted queue.
+
+    Returns the event exchange.  Calling it again with the same names changes nothing.
+
+    Raises:
+        TopologyConflict: one of the entities exists with other settings (the broker has
+            closed ``channel``).
+        aiormq.exceptions.AMQPError: any other broker or connection failure.
+    """
+    unrouted = unrouted_name(exchange)
+    try:
+        alternate = await channel.declare_exchange(
+            unrouted, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        queue = await channel.declare_queue(unrouted, durable=True)
+        await queue.bind(alternate, routing_key="")
+        return await channel.declare_exchange(
+            exchange,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": unrouted},
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed as e:
+        raise TopologyConflict(
+            f"exchange {exchange!r} or {unrouted!r} (or queue {unrouted!r}) already exists "
+            f"with other settings: {e}"
+        ) from e

@@ -1,0 +1,199 @@
+"""The bridge process: one publisher, one pipeline per PBX, probes, signals, shutdown.
+
+Startup order matters: the broker connection and the topology come first, so no AMI
+event is read before it has somewhere to go; only then do the AMI sessions log in.
+Journalled records from an earlier run are published before anything new.
+
+Shutdown (SIGTERM or SIGINT): stop reading AMI (Logoff), publish what is journalled
+within ``shutdown_timeout``, close the publisher, save the journal.  Whatever is still
+journalled is published on the next start.  A second signal skips the draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import defaultdict
+
+from bridge.ami.backoff import Backoff
+from bridge.ami.errors import LoginFailed
+from bridge.cli.exit_codes import ExitCode
+from bridge.publish.amqp import (
+    AmqpPublisher,
+    BrokerAuthError,
+    BrokerError,
+    PublishResult,
+    TlsOptions,
+    mask_url,
+)
+from bridge.service.http import HealthServer
+from bridge.service.metrics import Metrics
+from bridge.service.server import ServerPipeline, Token
+from bridge.settings import Settings
+
+__all__ = ["BridgeApp"]
+
+log = logging.getLogger(__name__)
+
+
+class BridgeApp:
+    """Owns every task of a running bridge.  ``await run()`` returns the exit code."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        tls = None
+        if settings.amqp.startswith("amqps://"):
+            ca_file = str(settings.amqp_ca_file) if settings.amqp_ca_file else None
+            tls = TlsOptions(ca_file=ca_file, verify=settings.amqp_tls_verify)
+        self.publisher: AmqpPublisher[Token] = AmqpPublisher(
+            settings.amqp_url_with_password(),
+            exchange=settings.exchange,
+            window=settings.publish_window,
+            tls=tls,
+        )
+        self.pipelines = [
+            ServerPipeline(server, settings, self.publisher, self.metrics)
+            for server in settings.resolved_servers()
+        ]
+        self.health: HealthServer | None = None
+        if settings.metrics_port:
+            self.health = HealthServer(
+                settings.metrics_host,
+                settings.metrics_port,
+                ready=self.readiness,
+                metrics=self.metrics.render,
+            )
+        #: Set once the broker is connected and the topology declared.
+        self.broker_ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._exit = ExitCode.OK
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when every AMI session is logged in and the broker is connected."""
+        problems = [f"{p.id}: AMI not logged in" for p in self.pipelines if not p.session.connected]
+        if not self.publisher.is_connected:
+            problems.append("broker not connected")
+        return (not problems, "; ".join(problems) or "ready")
+
+    def request_stop(self, code: ExitCode = ExitCode.OK) -> None:
+        """Begin a graceful shutdown (a second call forces it)."""
+        if self._stop.is_set():
+            self._force.set()
+        if code is not ExitCode.OK:
+            self._exit = code
+        self._stop.set()
+
+    async def run(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        if self.health is not None:
+            await self.health.start()
+        try:
+            if not await self._connect_broker():
+                return self._exit
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._dispatch_results(), name="results")]
+                tasks.append(group.create_task(self._supervise_broker(), name="broker"))
+                for pipeline in self.pipelines:
+                    tasks.append(group.create_task(pipeline.feed(), name=f"feed-{pipeline.id}"))
+                    tasks.append(
+                        group.create_task(pipeline.housekeeping(), name=f"house-{pipeline.id}")
+                    )
+                    tasks.append(
+                        group.create_task(self._run_session(pipeline), name=f"ami-{pipeline.id}")
+                    )
+                await self._stop.wait()
+                await self._shutdown()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for pipeline in self.pipelines:
+                pipeline.journal.close()
+            if self.health is not None:
+                await self.health.stop()
+        return self._exit
+
+    async def _run_session(self, pipeline: ServerPipeline) -> None:
+        try:
+            await pipeline.session.run()
+        except LoginFailed as exc:
+            log.error("%s: %s; exiting (ami_on_login_failure=exit)", pipeline.id, exc)
+            self.request_stop(ExitCode.FAILURE)
+
+    async def _connect_broker(self) -> bool:
+        """Connect (declaring the topology) before any AMI login; False means give up."""
+        backoff = Backoff(
+            base=self.settings.ami_reconnect_base, cap=self.settings.ami_reconnect_cap
+        )
+        where = mask_url(self.settings.amqp)
+        while not self._stop.is_set():
+            try:
+                await self.publisher.connect()
+            except BrokerAuthError as exc:
+                if self.settings.amqp_on_auth_failure == "exit":
+                    log.error("%s; exiting (amqp_on_auth_failure=exit)", exc)
+                    self._exit = ExitCode.FAILURE
+                    return False
+                delay = backoff.next_delay()
+                log.error("%s; retrying in %.1f s", exc, delay)
+            except BrokerError as exc:
+                delay = backoff.next_delay()
+                log.error("broker %s: %s; retrying in %.1f s", where, exc, delay)
+            else:
+                self.metrics.broker_connected.set(1)
+                self.broker_ready.set()
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        return False
+
+    async def _supervise_broker(self) -> None:
+        while True:
+            await self.publisher.wait_connection_lost()
+            self.metrics.broker_connected.set(0)
+            if self._stop.is_set():
+                return
+            log.warning("lost the broker connection; events stay journalled until it is back")
+            if not await self._connect_broker():
+                self.request_stop(self._exit)
+                return
+            log.info("broker connection restored; publishing the journalled backlog")
+            for pipeline in self.pipelines:
+                pipeline.wake(rewind=True)
+
+    async def _dispatch_results(self) -> None:
+        async for batch in self.publisher.results():
+            by_pipeline: defaultdict[ServerPipeline, list[PublishResult[Token]]] = defaultdict(list)
+            for result in batch:
+                by_pipeline[result.token.pipeline].append(result)
+            for pipeline, results in by_pipeline.items():
+                pipeline.on_results(results)
+
+    async def _shutdown(self) -> None:
+        timeout = self.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        log.info("shutting down: logging off AMI, then publishing what is journalled")
+        await asyncio.gather(
+            *(p.session.stop(timeout=min(5.0, timeout)) for p in self.pipelines),
+            return_exceptions=True,
+        )
+        while not self._force.is_set() and time.monotonic() < deadline:
+            if all(p.journal.depth == 0 for p in self.pipelines) or not self.publisher.is_connected:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._force.wait(), 0.05)
+        left = sum(p.journal.depth for p in self.pipelines)
+        if left:
+            log.warning("%d messages stay journalled and are published on the next start", left)
+        await self.publisher.close(
+            grace=0 if self._force.is_set() else max(0.0, deadline - time.monotonic())
+        )
+        if self._force.is_set():
+            self._exit = ExitCode.FORCED

@@ -1,0 +1,251 @@
+"""One PBX's pipeline: AMI session -> journal -> publisher.
+
+The reader side never waits on the broker.  The session calls :meth:`on_items` once per
+socket read; that call stamps each message with the epoch and the next sequence number
+and appends the whole read to the journal in one write, then returns.  A separate task,
+:meth:`ServerPipeline.feed`, takes records from the journal in order, renders them and
+publishes them within the publisher's window; confirms retire them.  While the broker is
+down or slower than the PBX, records simply wait in the journal, oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.ami.client import ConnectionOptions
+from bridge.ami.protocol import Event, Malformed
+from bridge.ami.session import AmiSession, Connected, Disconnected
+from bridge.publish.amqp import AmqpPublisher, BrokerUnavailable, Outcome, PublishResult
+from bridge.publish.journal import Journal
+from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
+from bridge.publish.routing import BridgeStatus, Router
+from bridge.service.metrics import Metrics
+from bridge.service.render import Renderer
+from bridge.settings import AmiServer, Settings
+
+__all__ = ["ServerPipeline", "Token"]
+
+log = logging.getLogger(__name__)
+
+#: Records rendered and published per turn before yielding to the reader.
+_BATCH = 256
+#: Pause before republishing after a nack or a return, so a broker that keeps refusing
+#: is not hammered.
+_RETRY_PAUSE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """What the publisher hands back with each result."""
+
+    pipeline: ServerPipeline
+    record_id: int
+    received_at: float
+    event: str
+    klass: str
+
+
+class ServerPipeline:
+    """Bridges one PBX.  Create, then run :meth:`session.run`, :meth:`feed` and
+    :meth:`housekeeping` as tasks."""
+
+    def __init__(
+        self,
+        server: AmiServer,
+        settings: Settings,
+        publisher: AmqpPublisher[Token],
+        metrics: Metrics,
+    ) -> None:
+        self.id = server.id
+        self._publisher = publisher
+        self._metrics = metrics
+        self._renderer = Renderer(
+            Router(server.id, settings.routing_key), include_raw=settings.include_raw
+        )
+        self.journal = Journal.open(
+            settings.journal_dir / server.id,
+            fsync=settings.journal_fsync,
+            max_bytes=settings.journal_max_bytes,
+            max_age=settings.journal_max_age,
+            overflow=settings.journal_overflow,
+        )
+        self.session = AmiSession(
+            server.target,
+            lambda: settings.ami_secret_for(server) or "",
+            self,
+            auth=server.auth or settings.ami_auth,
+            events=settings.ami_events,
+            retry_on_login_failure=settings.ami_on_login_failure == "retry",
+            backoff_base=settings.ami_reconnect_base,
+            backoff_cap=settings.ami_reconnect_cap,
+            ca_file=server.ca_file or settings.ami_ca_file,
+            connection=ConnectionOptions(
+                connect_timeout=settings.ami_connect_timeout,
+                ping_interval=settings.ami_ping_interval,
+                ping_timeout=settings.ami_ping_timeout,
+            ),
+        )
+        self._epoch = 0
+        self._seq = 0
+        self._gap_from: Disconnected | None = None
+        self._gap_seq = 0
+        self._work = asyncio.Event()
+        self._retry = False
+        self._first_unread = self.journal.acked_through + 1
+        self._read_label = metrics.events_read
+        metrics.ami_connected.labels(self.id).set(0)
+
+    # -- reader side (called by the session, synchronously) ----------------------------
+
+    def on_connected(self, info: Connected) -> None:
+        gap = self._gap_from
+        self._epoch, self._seq = info.epoch, 0
+        if gap is not None:
+            self._status(
+                BridgeStatus.GAP,
+                previous_epoch=gap.epoch,
+                last_seq=self._gap_seq,
+                disconnected_for=round(info.at - gap.at, 6),
+                reason=gap.reason,
+            )
+            self._metrics.ami_reconnects.labels(self.id).inc()
+        self._status(BridgeStatus.CONNECTED, target=str(info.target), ami_version=info.ami_version)
+        self._metrics.ami_connected.labels(self.id).set(1)
+
+    def on_items(self, epoch: int, items: list[Event | Malformed]) -> None:
+        now = time.time()
+        seq = self._seq
+        records = []
+        for item in items:
+            seq += 1
+            if type(item) is Event:
+                records.append(encode_event(epoch, seq, now, item))
+            else:
+                assert isinstance(item, Malformed)
+                log.warning("%s: malformed AMI message kept as invalid: %s", self.id, item.reason)
+                records.append(encode_malformed(epoch, seq, now, item))
+        self._seq = seq
+        self._append(records)
+
+    def on_disconnected(self, info: Disconnected) -> None:
+        self._metrics.ami_connected.labels(self.id).set(0)
+        self._status(BridgeStatus.DISCONNECTED, reason=info.reason)
+        self._gap_from, self._gap_seq = info, self._seq
+
+    def _status(self, status: BridgeStatus, **fields: Any) -> None:
+        self._seq += 1
+        self._append([encode_status(self._epoch, self._seq, time.time(), status.value, fields)])
+
+    def _append(self, records: Sequence[bytes]) -> None:
+        self.journal.append(records)
+        self._work.set()
+
+    # -- publishing side ----------------------------------------------------------------
+
+    def wake(self, *, rewind: bool = False) -> None:
+        """Something changed (broker back, results freed the window): look for work."""
+        if rewind:
+            self.journal.rewind()
+        self._work.set()
+
+    async def feed(self) -> None:
+        """Publish journalled records in order, forever."""
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            if self._retry:
+                await self._publisher.wait_settled()
+                await asyncio.sleep(_RETRY_PAUSE)
+                self._retry = False
+                self.journal.rewind()
+            while self._publisher.is_connected and not self._retry:
+                batch = self.journal.take(_BATCH)
+                if not batch:
+                    break
+                try:
+                    for record_id, payload in batch:
+                        await self._publish(record_id, payload)
+                except BrokerUnavailable:
+                    break  # the broker supervisor rewinds and wakes us once it is back
+                await asyncio.sleep(0)
+
+    async def _publish(self, record_id: int, payload: bytes) -> None:
+        record = decode(payload)
+        rendered = self._renderer.render(record)
+        message = rendered.message
+        if record_id >= self._first_unread:
+            # Count an event as read once, the first time it is rendered.
+            self._first_unread = record_id + 1
+            self._count_read(message.event, rendered.klass, rendered.drift)
+        token = Token(self, record_id, record.received_at, message.event, rendered.klass)
+        await self._publisher.publish(message, token)
+
+    def _count_read(self, event: str, klass: str, drift: tuple[str, ...]) -> None:
+        metrics = self._metrics
+        if klass == "bridge":
+            return
+        if klass == "invalid":
+            metrics.events_invalid.labels(self.id, event).inc()
+        else:
+            metrics.events_read.labels(self.id, event, klass).inc()
+        if drift:
+            metrics.unknown_fields.labels(self.id, event).inc(len(drift))
+
+    def on_results(self, results: list[PublishResult[Token]]) -> None:
+        """Settle a batch of publish results that belong to this pipeline."""
+        metrics = self._metrics
+        now = time.time()
+        confirmed = []
+        for result in results:
+            token = result.token
+            if result.outcome is Outcome.CONFIRMED:
+                confirmed.append(token.record_id)
+                metrics.events_published.labels(self.id, token.event, token.klass).inc()
+                metrics.publish_latency.observe(now - token.received_at)
+            elif result.outcome is Outcome.FAILED:
+                metrics.publish_failed.labels(self.id).inc()
+            else:
+                log.warning(
+                    "%s: broker %s %s (%s); it stays journalled and is published again",
+                    self.id,
+                    result.outcome.value,
+                    result.message.routing_key,
+                    result.reason,
+                )
+                counter = (
+                    metrics.publish_nacked
+                    if result.outcome is Outcome.NACKED
+                    else metrics.publish_returned
+                )
+                counter.labels(self.id).inc()
+                self._retry = True
+        self.journal.ack_many(confirmed)
+        self._work.set()
+
+    async def housekeeping(self, interval: float = 1.0) -> None:
+        """Apply the journal's limits, announce drops, refresh the journal gauges."""
+        metrics = self._metrics
+        while True:
+            for dropped in self.journal.expire():
+                log.error(
+                    "%s: journal overflow dropped %d messages (%s)",
+                    self.id,
+                    dropped.count,
+                    dropped.reason,
+                )
+                metrics.journal_dropped.labels(self.id, str(dropped.reason)).inc(dropped.count)
+                self._status(
+                    BridgeStatus.OVERFLOW,
+                    dropped=dropped.count,
+                    reason=str(dropped.reason),
+                    first_record=dropped.first_id,
+                    last_record=dropped.last_id,
+                )
+            metrics.journal_depth.labels(self.id).set(self.journal.depth)
+            metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
+            await asyncio.sleep(interval)

@@ -1,0 +1,253 @@
+"""The bridge's one settings object.
+
+Every setting comes, highest precedence first, from a command-line flag, an
+``AMI_BRIDGE_*`` environment variable, the optional TOML file (``--config`` or
+``AMI_BRIDGE_CONFIG``), or its default.  Secrets (the AMI secret, the AMQP password) come
+from the environment or from files, are held as ``SecretStr`` and never appear in a repr,
+a log line or a published message.
+
+Several PBXs: ``--ami`` repeats (``--ami pbx1=ami://bridge@10.0.0.1:5038``), the
+environment variable takes a comma-separated list, or the TOML file gives
+``[[servers]]`` tables with a per-server ``secret_file``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.ami.target import AmiTarget, parse_ami_url
+
+ENV_PREFIX = "AMI_BRIDGE_"
+DEFAULT_AMI_URL = "ami://bridge@127.0.0.1:5038"
+DEFAULT_AMQP_URL = "amqp://guest@127.0.0.1:5672/"
+DEFAULT_EXCHANGE = "ami.events"
+DEFAULT_METRICS_PORT = 9108
+DEFAULT_SERVER_ID = "pbx1"
+
+_SERVER_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_server_id(value: str) -> str:
+    """A server id is one routing-key segment: letters, digits, ``-`` and ``_``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not _SERVER_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"server id {value!r} may hold only letters, digits, '-' and '_' "
+            "(it becomes a segment of every routing key)"
+        )
+    return value
+
+
+def read_secret(value: SecretStr | None, file: Path | None, what: str) -> str | None:
+    """The secret from its file when one is given, else from the value.
+
+    Raises:
+        ValueError: the file cannot be read (the message names the file, not its content).
+    """
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read the {what} file {file}: {exc.strerror}") from exc
+    return value.get_secret_value() if value is not None else None
+
+
+ServerId = Annotated[str, AfterValidator(check_server_id)]
+
+
+class AmiServer(BaseModel):
+    """One PBX: its id (the first routing-key segment) and how to reach its AMI."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    id: Annotated[ServerId, Field(description="Server id, the first segment of routing keys.")]
+    url: Annotated[str, Field(description="ami://user@host:5038, or amis:// for TLS.")]
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    auth: Literal["md5", "plain"] | None = None
+    ca_file: Path | None = None
+    tls_verify: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parse_ami_url(value)
+        return value
+
+    @property
+    def target(self) -> AmiTarget:
+        return parse_ami_url(self.url)
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything ``ami-bridge run`` can be told.  See the README's configuration reference."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    #: Set by :func:`load_settings` so the TOML source knows which file to read.
+    config_file: ClassVar[Path | None] = None
+
+    # -- AMI ---------------------------------------------------------------------------
+    ami: Annotated[list[str], NoDecode] = Field(
+        default=[DEFAULT_AMI_URL],
+        description="AMI URL(s): ami://user@host:port or amis:// for TLS; ID=URL names the "
+        "server. Repeat the flag, or comma-separate in the environment, for several PBXs.",
+    )
+    server_id: ServerId = Field(
+        DEFAULT_SERVER_ID, description="Server id when one AMI URL is given."
+    )
+    servers: list[AmiServer] = Field(
+        default=[], description="Per-PBX tables ([[servers]] in the TOML file)."
+    )
+    ami_secret: SecretStr | None = Field(None, description="AMI secret (prefer a secret file).")
+    ami_secret_file: Path | None = Field(None, description="File holding the AMI secret.")
+    ami_auth: Literal["md5", "plain"] = Field(
+        "md5", description="Login with an MD5 challenge or a plain secret."
+    )
+    ami_ca_file: Path | None = Field(None, description="CA bundle to verify an amis:// server.")
+    ami_tls_verify: bool = Field(True, description="Verify the AMI server's TLS certificate.")
+    ami_events: str = Field(
+        "on", description="Event mask sent with the login (on, or class names)."
+    )
+    ami_on_login_failure: Literal["retry", "exit"] = Field(
+        "retry", description="After wrong credentials: back off and retry, or exit non-zero."
+    )
+    ami_ping_interval: float = Field(20.0, gt=0, description="Seconds between keepalive Pings.")
+    ami_ping_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the Pong.")
+    ami_connect_timeout: float = Field(10.0, gt=0, description="TCP/TLS connect and login timeout.")
+    ami_reconnect_base: float = Field(0.5, gt=0, description="First reconnect backoff bound (s).")
+    ami_reconnect_cap: float = Field(30.0, gt=0, description="Largest reconnect backoff (s).")
+
+    # -- RabbitMQ ----------------------------------------------------------------------
+    amqp: str = Field(DEFAULT_AMQP_URL, description="amqp:// or amqps:// URL of the broker.")
+    amqp_password: SecretStr | None = Field(
+        None, description="Broker password (overrides the URL's)."
+    )
+    amqp_password_file: Path | None = Field(None, description="File holding the broker password.")
+    amqp_ca_file: Path | None = Field(None, description="CA bundle to verify an amqps:// broker.")
+    amqp_tls_verify: bool = Field(True, description="Verify the broker's TLS certificate.")
+    amqp_on_auth_failure: Literal["retry", "exit"] = Field(
+        "exit", description="When the broker refuses the credentials: retry with backoff, or exit."
+    )
+    exchange: str = Field(
+        DEFAULT_EXCHANGE, min_length=1, description="Topic exchange to publish to."
+    )
+    routing_key: str = Field(
+        "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
+    )
+    publish_window: int = Field(1000, ge=1, description="Publishes in flight awaiting confirms.")
+    include_raw: bool = Field(False, description="Add the raw AMI headers to every message.")
+
+    # -- journal -----------------------------------------------------------------------
+    journal_dir: Path = Field(Path("journal"), description="Directory of the write-ahead journal.")
+    journal_fsync: Literal["always", "interval", "never"] = Field(
+        "interval",
+        description="interval: survives a crashed process; always: also a crashed machine.",
+    )
+    journal_max_bytes: int = Field(
+        1024**3, gt=0, description="Journal size cap per server (bytes)."
+    )
+    journal_max_age: float = Field(86400.0, gt=0, description="Oldest journalled event kept (s).")
+    journal_overflow: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest", description="What a full journal drops; every drop is counted and announced."
+    )
+
+    # -- process -----------------------------------------------------------------------
+    metrics_host: str = Field("0.0.0.0", description="Address of /healthz, /readyz, /metrics.")
+    metrics_port: int = Field(DEFAULT_METRICS_PORT, ge=0, le=65535, description="0 disables it.")
+    shutdown_timeout: float = Field(10.0, gt=0, description="Seconds to drain on SIGTERM.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+
+    @field_validator("ami", mode="before")
+    @classmethod
+    def _split_ami(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @model_validator(mode="after")
+    def _check_servers(self) -> Settings:
+        ids = [server.id for server in self.resolved_servers()]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"server ids must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if cls.config_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file),)
+        return sources
+
+    def resolved_servers(self) -> list[AmiServer]:
+        """Every PBX to bridge: the ``servers`` tables, else one per ``ami`` URL."""
+        if self.servers:
+            return list(self.servers)
+        resolved = []
+        for entry in self.ami:
+            server_id, sep, url = entry.partition("=")
+            if not sep:
+                server_id, url = self.server_id, entry
+            resolved.append(AmiServer(id=server_id, url=url))
+        return resolved
+
+    def ami_secret_for(self, server: AmiServer) -> str | None:
+        """The secret for ``server``: its own, else the global one."""
+        own = read_secret(server.secret, server.secret_file, f"AMI secret of {server.id}")
+        if own is not None:
+            return own
+        return read_secret(self.ami_secret, self.ami_secret_file, "AMI secret")
+
+    def amqp_url_with_password(self) -> str:
+        """The broker URL with the password from the password setting or file filled in."""
+        password = read_secret(self.amqp_password, self.amqp_password_file, "AMQP password")
+        if password is None:
+            return self.amqp
+        parts = urlsplit(self.amqp)
+        user = parts.username or "guest"
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Build :class:`Settings` from flags (``overrides``), the environment and the TOML file.
+
+    Raises:
+        pydantic.ValidationError: a setting is wrong.
+    """
+    Settings.config_file = config_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        Settings.config_file = None

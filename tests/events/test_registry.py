@@ -1,0 +1,153 @@
+"""Every documented and every 1.4-era event has a model, and a full message fits it."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic.fields import FieldInfo
+
+from bridge.ami.protocol import serialize
+from bridge.events import (
+    REGISTRY,
+    AmiEvent,
+    Envelope,
+    Validated,
+    generated,
+    legacy,
+    list_models,
+    model_for,
+    validate,
+)
+from tests.events.wire import parse_event
+
+CATALOG: dict[str, Any] = json.loads(
+    (Path(generated.__file__).parent / "catalog.json").read_text(encoding="utf-8")
+)
+SEED_EVENTS = [
+    "PeerStatus",
+    "WaitEventComplete",
+    "Newchannel",
+    "Newstate",
+    "Newexten",
+    "Hangup",
+    "Dial",
+    "Newcallerid",
+    "Link",
+    "Unlink",
+    "Reload",
+    "ChannelReload",
+]
+MODELS = [info.model for info in list_models()]
+
+
+def plausible_value(name: str, info: FieldInfo) -> str:
+    """A wire value that fits the field's type: its first documented value, 42 or text."""
+    for leaf in typing.get_args(info.annotation) or (info.annotation,):
+        if typing.get_origin(leaf) is Literal:
+            return str(typing.get_args(leaf)[0])
+    if int in (typing.get_args(info.annotation) or (info.annotation,)):
+        return "42"
+    return f"value of {info.alias or name}"
+
+
+def full_message(model: type[AmiEvent]) -> bytes:
+    headers = [("Event", model.event_name), ("Privilege", f"{model.privilege_class},all")]
+    headers += [
+        (info.alias or name, plausible_value(name, info))
+        for name, info in model.model_fields.items()
+    ]
+    return serialize(headers)
+
+
+def test_every_catalog_event_has_a_model() -> None:
+    assert len(CATALOG) == 181
+    assert all(model_for(name) is not None for name in CATALOG)
+
+
+def test_every_seed_event_has_a_model() -> None:
+    assert all(model_for(name) is not None for name in SEED_EVENTS)
+
+
+def test_registry_keys_are_lower_case_and_cover_both_generations() -> None:
+    assert all(key == key.lower() for key in REGISTRY)
+    assert REGISTRY["newexten"] is generated.NewExten
+    assert REGISTRY["newcallerid"] is legacy.NewCallerid
+    assert REGISTRY["newchannel"] is legacy.Newchannel
+    assert REGISTRY["dial"] is legacy.Dial
+
+
+@pytest.mark.parametrize(
+    ("wire", "docs"), [("Newexten", "NewExten"), ("Newcallerid", "NewCallerid")]
+)
+def test_event_names_match_without_regard_to_case(wire: str, docs: str) -> None:
+    assert model_for(wire) is model_for(docs) is model_for(wire.upper()) is not None
+
+
+def test_list_models_gives_name_and_privilege_class_of_each() -> None:
+    infos = list_models()
+    by_name = {info.event: info for info in infos}
+
+    assert (
+        len(infos) == len(REGISTRY) == 181 + 5
+    )  # Dial, Link, Unlink, ChannelReload, WaitEventComplete
+    assert by_name["Hangup"].privilege_class == "call"
+    assert by_name["PeerStatus"].privilege_class == "system"
+    assert by_name["PeerStatus"].model is legacy.PeerStatus
+    # Documented with a non-existent class; the code sends them as call events.
+    assert by_name["ChannelTalkingStart"].privilege_class == "call"
+    for name, entry in CATALOG.items():
+        if entry["classes"]:
+            assert by_name[name].privilege_class == entry["classes"][0]
+
+
+def test_models_carry_the_catalog_fields_under_their_ami_names() -> None:
+    for name, entry in CATALOG.items():
+        model = model_for(name)
+        assert model is not None
+        aliases = {info.alias or field for field, info in model.model_fields.items()}
+        assert set(entry["fields"]) <= aliases, name
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.event_name)
+def test_a_message_with_every_field_validates(model: type[AmiEvent]) -> None:
+    result = validate(parse_event(full_message(model)))
+
+    assert isinstance(result, Validated), result
+    assert type(result.model) is model
+    assert result.drift == ()
+    assert result.unlisted_values == ()
+    assert len(result.fields) == len(model.model_fields)
+    for name, info in model.model_fields.items():
+        expected = plausible_value(name, info)
+        assert result.fields[info.alias or name] == (42 if expected == "42" else expected)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.event_name)
+def test_each_event_has_a_json_schema_with_its_catalog_facts(model: type[AmiEvent]) -> None:
+    schema = Envelope[model].model_json_schema(by_alias=True)  # type: ignore[valid-type]
+    fields = schema["$defs"][model.__name__]
+
+    assert fields["x-ami-event"] == model.event_name
+    assert fields["x-ami-privilege"] == model.privilege_class
+    assert set(fields["properties"]) == {i.alias or n for n, i in model.model_fields.items()}
+
+
+def test_required_fields_are_few_and_deliberate() -> None:
+    required = {
+        model.event_name: sorted(
+            info.alias or name for name, info in model.model_fields.items() if info.is_required()
+        )
+        for model in MODELS
+    }
+    assert {name: fields for name, fields in required.items() if fields} == {
+        "FAXStats": sorted(CATALOG["FAXStats"]["required_fields"]),
+        "Hangup": ["Cause"],
+        "Link": ["Channel1", "Channel2"],
+        "PeerStatus": ["Peer", "PeerStatus"],
+        "Unlink": ["Channel1", "Channel2"],
+        "UserEvent": ["UserEvent"],
+    }
