@@ -36,18 +36,18 @@ DEFAULT_EXCHANGE = "ami.events"
 DEFAULT_METRICS_PORT = 9108
 DEFAULT_SERVER_ID = "pbx1"
 
-_SERVER_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+_SERVER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_server_id(value: str) -> str:
-    """A server id is one routing-key segment: letters, digits, ``-`` and ``_``.
+    """A server id is one routing-key segment: 1 to 64 letters, digits, ``-`` and ``_``.
 
     Raises:
         ValueError: anything else.
     """
     if not _SERVER_ID_RE.fullmatch(value):
         raise ValueError(
-            f"server id {value!r} may hold only letters, digits, '-' and '_' "
+            f"server id {value!r} must be 1 to 64 letters, digits, '-' or '_' "
             "(it becomes a segment of every routing key)"
         )
     return value
@@ -81,7 +81,6 @@ class AmiServer(BaseModel):
     secret_file: Path | None = None
     auth: Literal["md5", "plain"] | None = None
     ca_file: Path | None = None
-    tls_verify: bool | None = None
 
     @field_validator("url")
     @classmethod
@@ -126,7 +125,6 @@ class Settings(BaseSettings):
         "md5", description="Login with an MD5 challenge or a plain secret."
     )
     ami_ca_file: Path | None = Field(None, description="CA bundle to verify an amis:// server.")
-    ami_tls_verify: bool = Field(True, description="Verify the AMI server's TLS certificate.")
     ami_events: str = Field(
         "on", description="Event mask sent with the login (on, or class names)."
     )

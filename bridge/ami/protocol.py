@@ -34,13 +34,23 @@ dropped silently.  The parser yields a :class:`Malformed` item with what was rea
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import Enum
-from itertools import repeat
-from typing import Self
 
+from bridge.ami.encoding import HeaderInput, serialize, serialize_action
 from bridge.ami.errors import LocalProtocolError
+from bridge.ami.messages import (
+    Banner,
+    CommandOutput,
+    Event,
+    Header,
+    Item,
+    Malformed,
+    Message,
+    Response,
+    decode,
+    split_headers_loosely,
+)
 
 __all__ = [
     "DEFAULT_MAX_HEADERS",
@@ -50,6 +60,7 @@ __all__ = [
     "CommandOutput",
     "Event",
     "Header",
+    "HeaderInput",
     "Item",
     "Malformed",
     "Message",
@@ -59,167 +70,16 @@ __all__ = [
     "serialize_action",
 ]
 
+
 #: Asterisk's own output has no size cap, so these are generous: a ``channelvars`` setting
 #: can repeat ChanVariable hundreds of times, and EndpointDetail or UserEvent bodies are big.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 DEFAULT_MAX_HEADERS = 10_000
 
-Header = tuple[str, str]
-
 _FOLLOWS_RE = re.compile(rb"(?:\A|\n\r?\n)(Response:[ \t]*Follows)[ \t]*\r?\n", re.IGNORECASE)
 _BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
 _END_COMMAND_RE = re.compile(rb"--END COMMAND--[ \t]*\r?\n(?:\r?\n)?")
 _LEGACY_COMMAND_HEADERS = frozenset({"response", "privilege", "actionid"})
-
-
-class Message:
-    """One AMI message: every header, in wire order, repeated keys included.
-
-    A line without a colon is kept as a header whose key is ``""``.
-
-    Messages from the parser are split into headers lazily, on first access, and keep the
-    exact bytes they came from (``raw``, LF line ends): the reader task only frames and
-    journals them, and the costly split happens once, on the consumer's side.
-    """
-
-    # A message from the parser sets only ``_raw``; the other slots fill on first access.
-    __slots__ = ("_headers", "_invalid_utf8", "_raw")
-    _headers: tuple[Header, ...]
-    _invalid_utf8: bool
-    _raw: bytes
-
-    def __init__(self, headers: Iterable[Header], invalid_utf8: bool = False) -> None:
-        self._headers = tuple(headers)
-        self._invalid_utf8 = invalid_utf8
-
-    @classmethod
-    def from_raw(cls, raw: bytes) -> Self:
-        """A message over ``raw``: its header lines joined by LF, no blank line."""
-        message = cls.__new__(cls)
-        message._raw = raw
-        return message
-
-    @property
-    def headers(self) -> tuple[Header, ...]:
-        try:
-            return self._headers
-        except AttributeError:
-            text, self._invalid_utf8 = _decode(self._raw)
-            self._headers = _split_headers(text)
-            return self._headers
-
-    @property
-    def invalid_utf8(self) -> bool:
-        """True when the bytes were not valid UTF-8 (values then carry surrogate escapes)."""
-        try:
-            return self._invalid_utf8
-        except AttributeError:
-            self.headers  # noqa: B018 - decoding sets the flag
-            return self._invalid_utf8
-
-    @property
-    def raw(self) -> bytes:
-        """The message's bytes: header lines joined by LF, without the closing blank line."""
-        try:
-            return self._raw
-        except AttributeError:
-            lines = (f"{k}: {v}" if k else v for k, v in self.headers)
-            self._raw = "\n".join(lines).encode("utf-8", "surrogateescape")
-            return self._raw
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        """The value of the first header named ``key`` (any case), or ``default``."""
-        wanted = key.lower()
-        for name, value in self.headers:
-            if name.lower() == wanted:
-                return value
-        return default
-
-    def get_all(self, key: str) -> list[str]:
-        """Every value of the headers named ``key`` (any case), in wire order."""
-        wanted = key.lower()
-        return [value for name, value in self.headers if name.lower() == wanted]
-
-    @property
-    def action_id(self) -> str | None:
-        return self.get("ActionID")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Message)
-        return self.headers == other.headers and self.invalid_utf8 == other.invalid_utf8
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.headers))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.headers!r})"
-
-
-class Event(Message):
-    """A message whose first key is ``Event``."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return self.headers[0][1]
-
-
-class Response(Message):
-    """A message whose first key is ``Response`` (Success, Error, Goodbye, Follows)."""
-
-    __slots__ = ()
-
-    @property
-    def status(self) -> str:
-        return self.headers[0][1]
-
-    @property
-    def is_success(self) -> bool:
-        return self.status.lower() in ("success", "follows", "goodbye")
-
-
-class CommandOutput(Response):
-    """A pre-14 ``Response: Follows`` reply: its headers and the raw CLI text."""
-
-    __slots__ = ("output",)
-
-    def __init__(
-        self, headers: Iterable[Header], invalid_utf8: bool = False, output: str = ""
-    ) -> None:
-        super().__init__(headers, invalid_utf8)
-        self.output = output
-
-    def __eq__(self, other: object) -> bool:
-        result = super().__eq__(other)
-        return result if result is not True else self.output == other.output  # type: ignore[attr-defined]
-
-    __hash__ = Message.__hash__
-
-
-@dataclass(frozen=True, slots=True)
-class Banner:
-    """The server's first line, ``Asterisk Call Manager/11.0.0``."""
-
-    line: str
-
-    @property
-    def version(self) -> str:
-        return self.line.rpartition("/")[2].strip()
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """A message the parser could not deliver whole.  Keeps what was read, truncated."""
-
-    reason: str
-    data: bytes
-    headers: tuple[Header, ...]
-
-
-Item = Message | Banner | Malformed
 
 
 class ParserState(Enum):
@@ -233,36 +93,6 @@ class ParserState(Enum):
     DISCARD = "discard"
     #: ``feed_eof`` was called.
     CLOSED = "closed"
-
-
-def _decode(data: bytes) -> tuple[str, bool]:
-    try:
-        return data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return data.decode("utf-8", "surrogateescape"), True
-
-
-def _headers_slow(block: str) -> tuple[Header, ...]:
-    # The value loses exactly one leading space (Asterisk always writes ": "); more would
-    # eat the indentation of Command output lines.
-    headers: list[Header] = []
-    for line in block.split("\n"):
-        name, colon, value = line.partition(":")
-        if colon:
-            headers.append((name, value[1:] if value.startswith(" ") else value))
-        elif line or headers:
-            # Blank lines before the first header are just extra separators.
-            headers.append(("", line))
-    return tuple(headers)
-
-
-def _split_headers(text: str) -> tuple[Header, ...]:
-    lines = text.split("\n")
-    # Fast path: every line is "Key: Value" with no colon in the key, as Asterisk writes.
-    fast = [(k, v) for k, sep, v in map(str.partition, lines, repeat(": ")) if sep and ":" not in k]
-    if len(fast) == len(lines):
-        return tuple(fast)
-    return _headers_slow(text)
 
 
 _KINDS: dict[bytes, type[Message]] = {b"event": Event, b"response": Response}
@@ -337,7 +167,7 @@ class AmiParser:
                 self.state = ParserState.HEADERS
                 return True
             return False
-        line, _ = _decode(bytes(self._buf[:end]).rstrip(b"\r"))
+        line, _ = decode(bytes(self._buf[:end]).rstrip(b"\r"))
         if ":" in line or not line.strip():
             # No banner (a proxy, or a server that starts talking at once): parse as AMI.
             self.state = ParserState.HEADERS
@@ -380,7 +210,7 @@ class AmiParser:
                 self._overflow(out)
                 return True
             return False
-        block, invalid = _decode(bytes(self._buf[: m.start()]).replace(b"\r\n", b"\n"))
+        block, invalid = decode(bytes(self._buf[: m.start()]).replace(b"\r\n", b"\n"))
         del self._buf[: m.end()]
         self.state = ParserState.HEADERS
         lines = block.split("\n")
@@ -389,7 +219,7 @@ class AmiParser:
             if line.partition(":")[0].strip().lower() not in _LEGACY_COMMAND_HEADERS:
                 break
             count += 1
-        headers = _headers_slow("\n".join(lines[:count]))
+        headers = split_headers_loosely("\n".join(lines[:count]))
         out.append(CommandOutput(headers, invalid, "\n".join(lines[count:])))
         return True
 
@@ -454,66 +284,13 @@ class AmiParser:
 
     def _malformed(self, reason: str, raw: bytes) -> Malformed:
         kept = raw[: self.max_message_size]
-        block, _ = _decode(kept.replace(b"\r\n", b"\n").strip(b"\n"))
-        return Malformed(reason, kept, _headers_slow(block)[: self.max_headers] if block else ())
+        block, _ = decode(kept.replace(b"\r\n", b"\n").strip(b"\n"))
+        return Malformed(
+            reason, kept, split_headers_loosely(block)[: self.max_headers] if block else ()
+        )
 
     def _overflow(self, out: list[Item]) -> None:
         out.append(self._oversize(bytes(self._buf).lstrip(b"\r\n")))
         self._buf.clear()
         self._scanned = 0
         self.state = ParserState.DISCARD
-
-
-# -- encoding -------------------------------------------------------------------------
-
-HeaderInput = Mapping[str, str | Sequence[str]] | Iterable[Header]
-
-
-def _pairs(headers: HeaderInput) -> Iterable[Header]:
-    if isinstance(headers, Mapping):
-        for key, value in headers.items():
-            if isinstance(value, str):
-                yield key, value
-            else:
-                for item in value:
-                    yield key, item
-    else:
-        yield from headers
-
-
-def serialize(headers: HeaderInput) -> bytes:
-    """Encode one AMI message (action, event or response) with CRLF line ends.
-
-    Repeated keys are written in order: pass pairs, or a mapping whose value is a list.
-
-    Raises:
-        LocalProtocolError: a key is empty or holds ``:``, CR or LF, or a value holds CR
-            or LF, which would let a value inject a header.
-    """
-    lines: list[str] = []
-    for key, value in _pairs(headers):
-        if not key or ":" in key or "\r" in key or "\n" in key:
-            raise LocalProtocolError(f"illegal AMI header name {key!r}")
-        if "\r" in value or "\n" in value:
-            raise LocalProtocolError(f"CR or LF in the value of AMI header {key!r}")
-        lines.append(f"{key}: {value}\r\n")
-    lines.append("\r\n")
-    try:
-        return "".join(lines).encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError as exc:
-        raise LocalProtocolError(f"text that UTF-8 cannot carry: {exc.reason}") from exc
-
-
-def serialize_action(
-    action: str, headers: HeaderInput = (), *, action_id: str | None = None
-) -> bytes:
-    """Encode ``Action: <action>``, then ``ActionID`` when given, then ``headers``.
-
-    Raises:
-        LocalProtocolError: see :func:`serialize`.
-    """
-    pairs: list[Header] = [("Action", action)]
-    if action_id is not None:
-        pairs.append(("ActionID", action_id))
-    pairs.extend(_pairs(headers))
-    return serialize(pairs)

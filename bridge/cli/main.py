@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bridge.cli.demo", "run the simulator and the bridge, and show the live stream"),
     "replay": ("bridge.cli.replay", "send a raw AMI capture through the bridge's pipeline"),
     "simulate": ("bridge.cli.simulate", "serve simulated AMI traffic on loopback"),
+    "schemas": ("bridge.cli.schemas", "write the JSON Schemas and AsyncAPI document"),
+    "tail": ("bridge.cli.tail", "show the messages on the bus, live, one line each"),
     "healthcheck": ("bridge.cli.healthcheck", "exit 0 if the bridge's /healthz answers 200"),
 }
 

@@ -14,10 +14,12 @@ A body is one JSON object whose ``kind`` says what it is (the contract is docume
   which keeps every header as text.
 * ``invalid``: :class:`InvalidMessage`, with the raw headers and why they broke the model.
 * ``status``: :class:`StatusMessage`, the bridge's own news about a server (``connected``,
-  ``disconnected``, ``gap``, ``overflow``, ``resync``).
+  ``disconnected``, ``gap``, ``overflow``, ``resync``), its ``fields`` validated into
+  the status's model from :mod:`bridge.events.status` the same way.
 
-The event and invalid models are :class:`~bridge.events.envelope.Envelope` with their
-keys made required, so they cannot drift from the contract.  Unknown keys are ignored, as
+The models subclass the contract's own (:class:`~bridge.events.envelope.Envelope` with
+its keys made required, :class:`bridge.events.status.StatusMessage`), so they cannot
+drift from it.  Unknown keys are ignored, as
 the contract asks of consumers, but a different *major* schema version is refused: it
 means the meaning of known keys changed.
 """
@@ -27,16 +29,17 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from bridge.events.base import AmiEvent, GenericEvent
 from bridge.events.envelope import SCHEMA_VERSION, Envelope, ErrorDetail
 from bridge.events.registry import model_for
-from bridge.publish.routing import BridgeStatus, event_class
+from bridge.events.status import STATUS_FIELDS, StatusFields
+from bridge.events.status import StatusMessage as _StatusEnvelope
+from bridge.publish.routing import event_class
 
 __all__ = [
     "EventMessage",
-    "GapStatus",
     "InvalidMessage",
     "Message",
     "MessageError",
@@ -70,57 +73,25 @@ class InvalidMessage(Envelope[AmiEvent]):
     raw: list[tuple[str, str]] = Field(description="Every header, in wire order.")
     errors: list[ErrorDetail] = Field(description="Why the message is invalid.")
 
-
-class GapStatus(BaseModel):
-    """The fields of the bridge's ``gap`` status: AMI events were lost while disconnected."""
-
-    model_config = ConfigDict(frozen=True)
-
-    previous_epoch: int = Field(description="The epoch of the connection that was lost.")
-    last_seq: int = Field(description="The last sequence number of that epoch.")
-    disconnected_for: float = Field(description="Seconds without an AMI connection.")
-    reason: str = Field(description="Why the connection was lost.")
+    @property
+    def event_class(self) -> str:
+        """Always ``invalid``, the routing class of invalid messages."""
+        return "invalid"
 
 
-class StatusMessage(BaseModel):
-    """The bridge's own status message about one server, in the event envelope.
+class StatusMessage(_StatusEnvelope[StatusFields]):
+    """The bridge's own status message about one server.
 
-    ``event`` is a :class:`~bridge.publish.routing.BridgeStatus` value; it stays a plain
-    string so a newer bridge's statuses still parse.  It shares the server's (epoch, seq)
-    numbering with the AMI events.
+    ``fields`` is the status's model from :data:`~bridge.events.status.STATUS_FIELDS`
+    (:class:`~bridge.events.status.GapFields` for ``gap``), or the base model for a
+    status this version does not know.  It shares the server's (epoch, seq) numbering
+    with the AMI events.
     """
-
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: str
-    kind: Literal["status"]
-    id: str
-    server: str
-    event: str
-    privilege: list[str] = Field(default_factory=list)
-    received_at: str
-    timestamp: str | None = None
-    epoch: int
-    seq: int
-    fields: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def event_class(self) -> str:
         """Always ``bridge``, the routing class of status messages."""
         return "bridge"
-
-    def maybe_gap(self) -> GapStatus | None:
-        """The gap details when this is a ``gap`` status, else None.
-
-        Raises:
-            MessageError: a ``gap`` status without the documented fields.
-        """
-        if self.event != BridgeStatus.GAP:
-            return None
-        try:
-            return GapStatus.model_validate(self.fields)
-        except ValidationError as exc:
-            raise MessageError(f"gap status {self.id}: {_first_error(exc)}") from exc
 
 
 #: What :func:`parse_message` returns.
@@ -150,7 +121,7 @@ def parse_message(body: bytes) -> Message:
         if kind == "invalid":
             return InvalidMessage.model_validate(data)
         if kind == "status":
-            return StatusMessage.model_validate(data)
+            return _status(data)
     except ValidationError as exc:
         raise MessageError(f"{data.get('id', 'message')!s}: {_first_error(exc)}") from exc
     raise MessageError(f"unknown kind {kind!r}")
@@ -163,6 +134,14 @@ def _event(data: dict[str, Any]) -> EventMessage:
     model = model_for(str(data.get("event", ""))) or GenericEvent
     # The model instance goes in as is: pydantic keeps a subclass instance of AmiEvent.
     return EventMessage.model_validate({**data, "fields": model.model_validate(fields)})
+
+
+def _status(data: dict[str, Any]) -> StatusMessage:
+    fields = data.get("fields")
+    if not isinstance(fields, dict):
+        raise MessageError(f"{data.get('id', 'status')!s}: fields is not an object")
+    model = STATUS_FIELDS.get(str(data.get("event", ""))) or StatusFields
+    return StatusMessage.model_validate({**data, "fields": model.model_validate(fields)})
 
 
 def _first_error(exc: ValidationError) -> str:

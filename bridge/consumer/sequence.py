@@ -27,8 +27,9 @@ Bridge gaps (always on)
     When the AMI connection drops, events are lost at the source, whatever the bindings:
     the bridge says so with a ``gap`` status message, reported as a :class:`BridgeGap`.
 
-A consumer whose handler fails calls :meth:`SequenceTracker.forget`, so the redelivery
-of that message is not taken for a duplicate.
+:meth:`SequenceTracker.observe` looks at a message on receipt; :meth:`~SequenceTracker.handled`
+remembers its id once it was processed.  Remembering only handled ids means a message
+redelivered after a failed handler or a lost connection is not taken for a duplicate.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from bridge.consumer.messages import Message, StatusMessage
+from bridge.events.status import GapFields
 
 __all__ = ["BridgeGap", "Duplicate", "Report", "SequenceGap", "SequenceTracker"]
 
@@ -51,6 +53,9 @@ class Duplicate:
 
     server: str
     message_id: str
+
+    def __str__(self) -> str:
+        return f"duplicate {self.message_id} skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,12 @@ class SequenceGap:
         """How many messages are missing."""
         return self.got - self.expected
 
+    def __str__(self) -> str:
+        return (
+            f"sequence gap on {self.server} epoch {self.epoch}: expected seq {self.expected}, "
+            f"got {self.got} ({self.missing} missing)"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeGap:
@@ -77,6 +88,12 @@ class BridgeGap:
     last_seq: int
     disconnected_for: float
     reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"bridge gap on {self.server}: AMI disconnected for {self.disconnected_for:g} s "
+            f"after epoch {self.previous_epoch} seq {self.last_seq} ({self.reason})"
+        )
 
 
 #: Everything a :class:`SequenceTracker` reports.
@@ -126,12 +143,7 @@ class SequenceTracker:
         self._servers: dict[str, _ServerState] = {}
 
     def observe(self, message: Message) -> bool:
-        """Account for one received message; False means it is a duplicate to skip.
-
-        Raises:
-            bridge.consumer.messages.MessageError: a bridge ``gap`` status without its
-                documented fields.
-        """
+        """Account for one received message; False means it is a duplicate to skip."""
         state = self._servers.get(message.server)
         if state is None:
             state = self._servers[message.server] = _ServerState(message.epoch, message.seq)
@@ -141,29 +153,28 @@ class SequenceTracker:
             return False
         else:
             self._follow(state, message)
+        if isinstance(message, StatusMessage) and isinstance(message.fields, GapFields):
+            gap = message.fields
+            self.bridge_gaps += 1
+            self._report(
+                BridgeGap(
+                    message.server,
+                    gap.previous_epoch,
+                    gap.last_seq,
+                    gap.disconnected_for,
+                    gap.reason,
+                )
+            )
+        return True
+
+    def handled(self, message: Message) -> None:
+        """Remember ``message``'s id: from now on a copy of it is a duplicate."""
+        state = self._servers.get(message.server)
+        if state is None:
+            state = self._servers[message.server] = _ServerState(message.epoch, message.seq)
         state.recent[message.id] = None
         if len(state.recent) > self.window:
             del state.recent[next(iter(state.recent))]
-        if isinstance(message, StatusMessage):
-            gap = message.maybe_gap()
-            if gap is not None:
-                self.bridge_gaps += 1
-                self._report(
-                    BridgeGap(
-                        message.server,
-                        gap.previous_epoch,
-                        gap.last_seq,
-                        gap.disconnected_for,
-                        gap.reason,
-                    )
-                )
-        return True
-
-    def forget(self, message: Message) -> None:
-        """Drop ``message``'s id, so its redelivery after a failure is not a duplicate."""
-        state = self._servers.get(message.server)
-        if state is not None:
-            state.recent.pop(message.id, None)
 
     def _follow(self, state: _ServerState, message: Message) -> None:
         epoch, seq = message.epoch, message.seq

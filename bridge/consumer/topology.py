@@ -19,7 +19,7 @@ exchange see each other's dead letters, so give each its own exchange.
 
 The event exchange is declared with the bridge's own :func:`declare_topology`, so a
 consumer may start before the bridge; a read-only view passes ``declare_exchange=False``
-and gets a clear error when the exchange is missing.  AMQP declarations are idempotent
+and gets a :class:`ConsumerError` when the exchange is missing.  AMQP declarations are idempotent
 while the arguments match; a mismatch becomes :class:`TopologyConflict`.
 """
 
@@ -32,9 +32,10 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 
+from bridge.consumer.errors import ConsumerError
 from bridge.publish.topology import TopologyConflict, declare_topology
 
-__all__ = ["QueuePlan", "TopologyConflict", "declare_consumer_topology", "dead_letter_name"]
+__all__ = ["QueuePlan", "TopologyConflict", "dead_letter_name", "declare_consumer_topology"]
 
 
 def dead_letter_name(exchange: str) -> str:
@@ -83,8 +84,8 @@ async def declare_consumer_topology(
     """Declare and bind what ``plan`` describes; returns the consumer's queue.
 
     Raises:
-        TopologyConflict: the event exchange is missing (with ``declare_exchange=False``),
-            or an entity exists with other settings.
+        ConsumerError: the event exchange is missing (with ``declare_exchange=False``).
+        TopologyConflict: an entity exists with other settings.
         aiormq.exceptions.AMQPError: any other broker or connection failure.
     """
     if declare_exchange:
@@ -118,7 +119,7 @@ async def _require_exchange(connection: AbstractConnection, exchange: str) -> No
     try:
         await probe.declare_exchange(exchange, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity as exc:
-        raise TopologyConflict(
+        raise ConsumerError(
             f"exchange {exchange!r} does not exist: is the bridge publishing to it?"
         ) from exc
     finally:
@@ -130,7 +131,7 @@ async def _declare_dead_letters(channel: AbstractChannel, plan: QueuePlan, name:
     exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
     if plan.dead_letter_queue is None:
         return
-    arguments = {"x-queue-type": "quorum"} if plan.quorum else None
+    arguments: dict[str, Any] | None = {"x-queue-type": "quorum"} if plan.quorum else None
     queue = await channel.declare_queue(plan.dead_letter_queue, durable=True, arguments=arguments)
     for pattern in plan.patterns:
         await queue.bind(exchange, routing_key=pattern)

@@ -29,6 +29,7 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
 ``kind``
     ``"event"``: the message fits its model (or the generic model when the event has
     none).  ``"invalid"``: it broke its model, or the parser could not read it whole.
+    ``"status"``: the bridge's own news about its AMI connection (see below).
 ``id``
     ``"<server>:<epoch>:<seq>"`` (:func:`message_id`), stable across redeliveries and
     also the AMQP ``message_id``: consumers deduplicate on it.
@@ -82,8 +83,14 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
     message the parser could not read whole), ``message`` is readable, ``type`` is a
     stable code (pydantic's error type, or ``malformed``).
 
-:class:`Envelope` describes the same object as a pydantic model, generic over the
-``fields`` model, for JSON Schema generation and for consumers that parse messages back.
+Status messages (``kind=status``) carry the same common keys: ``event`` is the status
+(``connected``, ``disconnected``, ``gap``, ``overflow``, ``resync``), ``privilege`` is
+``[]``, ``timestamp`` is ``null`` and ``fields`` holds the status's own keys
+(:mod:`bridge.events.status`).
+
+:class:`CommonEnvelope` describes the keys every message carries.  :class:`Envelope`
+describes event and invalid messages as a pydantic model, generic over the ``fields``
+model, for JSON Schema generation and for consumers that parse messages back.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ from bridge.events.validation import FieldError, InvalidRecord, Validated
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CommonEnvelope",
     "Envelope",
     "ErrorDetail",
     "encode",
@@ -124,15 +132,15 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="Stable error code: pydantic's error type or `malformed`.")
 
 
-class Envelope(BaseModel, Generic[FieldsT]):
-    """One published message; ``Envelope[Hangup]`` is a Hangup event's message."""
+class CommonEnvelope(BaseModel):
+    """The keys every published message carries, whatever its kind."""
 
     model_config = ConfigDict(frozen=True)
 
     schema_version: str = Field(
         description="Contract version, major.minor.patch.", pattern=r"^\d+\.\d+\.\d+$"
     )
-    kind: Literal["event", "invalid"] = Field(description="event, or invalid.")
+    kind: Literal["event", "invalid", "status"] = Field(description="event, invalid or status.")
     id: str = Field(description="`<server>:<epoch>:<seq>`; consumers deduplicate on it.")
     server: str = Field(description="Configured name of the AMI server.")
     event: str = Field(description="Event name exactly as sent on the wire.")
@@ -145,6 +153,12 @@ class Envelope(BaseModel, Generic[FieldsT]):
     timestamp: str | None = Field(description="Asterisk's Timestamp header as sent.")
     epoch: int = Field(description="Connection epoch.")
     seq: int = Field(description="Sequence number within the epoch.")
+
+
+class Envelope(CommonEnvelope, Generic[FieldsT]):
+    """One published message; ``Envelope[Hangup]`` is a Hangup event's message."""
+
+    kind: Literal["event", "invalid"] = Field(description="event, or invalid.")
     fields: FieldsT | None = Field(None, description="Typed fields (kind=event).")
     extra: dict[str, str | list[str]] = Field(
         default_factory=dict, description="Headers the model does not know."

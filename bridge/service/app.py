@@ -29,6 +29,7 @@ from bridge.publish.amqp import (
     TlsOptions,
     mask_url,
 )
+from bridge.publish.topology import TopologyConflict
 from bridge.service.http import HealthServer
 from bridge.service.metrics import Metrics
 from bridge.service.server import ServerPipeline, Token
@@ -145,7 +146,20 @@ class BridgeApp:
                 log.error("%s; retrying in %.1f s", exc, delay)
             except BrokerError as exc:
                 delay = backoff.next_delay()
-                log.error("broker %s: %s; retrying in %.1f s", where, exc, delay)
+                log.error("%s; retrying in %.1f s", exc, delay)  # the error names the broker
+            except TopologyConflict as exc:
+                log.error("%s; exiting", exc)
+                self._exit = ExitCode.FAILURE
+                return False
+            except StopAsyncIteration:
+                # aiormq's handshake reader ends this way (untyped) when the peer closes
+                # the socket before the AMQP header: a broker that is not there yet.
+                delay = backoff.next_delay()
+                log.error(
+                    "broker %s closed the connection during the handshake; retrying in %.1f s",
+                    where,
+                    delay,
+                )
             else:
                 self.metrics.broker_connected.set(1)
                 self.broker_ready.set()

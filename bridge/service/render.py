@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 
 from bridge.events.envelope import SCHEMA_VERSION, encode, format_received_at, message_id
-from bridge.events.validation import InvalidRecord, Validated, invalid_from_malformed, validate
+from bridge.events.validation import (
+    FieldError,
+    InvalidRecord,
+    Validated,
+    invalid_from_malformed,
+    validate,
+)
 from bridge.publish.message import HeaderValue, OutgoingMessage
 from bridge.publish.records import Record, RecordKind
 from bridge.publish.routing import BridgeStatus, Router, event_class
@@ -51,6 +57,26 @@ def status_body(
     )
 
 
+#: AMQP caps routing keys at 255 bytes; an event name longer than this cannot be routed
+#: as itself, so it goes to the invalid route under its first characters.
+_MAX_NAME = 96
+
+
+def _routable(result: Validated | InvalidRecord) -> Validated | InvalidRecord:
+    if len(result.name.encode("utf-8", "replace")) <= _MAX_NAME:
+        return result
+    error = FieldError("Event", f"event name longer than {_MAX_NAME} bytes", "too_long")
+    earlier: tuple[FieldError, ...] = getattr(result, "errors", ())
+    return InvalidRecord(
+        result.name,
+        result.privilege,
+        result.timestamp,
+        result.headers,
+        (*earlier, error),
+        result.raw_base64,
+    )
+
+
 class Renderer:
     """Renders the records of one server."""
 
@@ -63,7 +89,7 @@ class Renderer:
         if record.kind is RecordKind.STATUS:
             return self._status(record)
         if record.kind is RecordKind.EVENT:
-            result: Validated | InvalidRecord = validate(record.event())
+            result: Validated | InvalidRecord = _routable(validate(record.event()))
         else:
             result = invalid_from_malformed(record.malformed())
         body = encode(
@@ -74,7 +100,7 @@ class Renderer:
             received_at=record.received_at,
             include_raw=self.include_raw,
         )
-        name = result.name or "malformed"
+        name = result.name[:_MAX_NAME] or "malformed"
         if type(result) is Validated:
             klass = event_class(result.privilege)
             key = self.router.event_key(name, klass)

@@ -66,7 +66,7 @@ def test_every_setting_has_a_row_with_its_environment_variable() -> None:
 def test_flags_are_the_parsers_and_secrets_have_none() -> None:
     rows = _rows()
     assert rows["journal_dir"][1] == "`--journal-dir`"
-    assert rows["ami_tls_verify"][1] == "`--ami-tls-verify`, `--no-ami-tls-verify`"
+    assert rows["amqp_tls_verify"][1] == "`--amqp-tls-verify`, `--no-amqp-tls-verify`"
     assert rows["ami_secret"][1] == reference.NO_VALUE
     assert rows["amqp_password"][1] == reference.NO_VALUE
 

@@ -1,0 +1,278 @@
+"""The AsyncAPI 3.0 document of what the bridge publishes, generated.
+
+Approach
+--------
+The document describes the broker side of the contract: the AMQP server, the topic
+exchange as three channels (events, invalid records, status messages: one routing key
+layout each), the alternate exchange's queue, one ``send`` operation per published
+channel, and one message per event, plus the generic, invalid and status messages.
+Payloads are not repeated here: each message points at its JSON Schema file next to
+this document (``events/Newchannel.json``), declared with a ``schemaFormat`` for JSON
+Schema 2020-12, the dialect those files use.  What every message shares (content type,
+AMQP headers, the AMQP properties the bridge sets) is one message trait.
+
+The caller passes the messages in (:class:`MessageEntry`); this module knows AsyncAPI,
+not the event models.  Output is deterministic YAML in document order.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ASYNCAPI_FILE",
+    "DEFAULT_EXCHANGE",
+    "PAYLOAD_SCHEMA_FORMAT",
+    "MessageEntry",
+    "asyncapi_document",
+    "render_asyncapi",
+]
+
+ASYNCAPI_FILE = "asyncapi.yaml"
+#: The default exchange name (the ``exchange`` setting can change it).
+DEFAULT_EXCHANGE = "ami.events"
+#: How a payload's JSON Schema file is declared: AsyncAPI names no 2020-12 format.
+PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=2020-12"
+_AMQP_BINDING_VERSION = "0.3.0"
+
+Channel = Literal["events", "invalid", "status"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEntry:
+    """One message of the document.
+
+    ``key`` names it under ``components/messages`` (letters, digits, ``.-_``), ``name``
+    is the event or status it carries, ``payload`` the path of its JSON Schema relative
+    to the document, ``channel`` where it is published.  ``fixed_type`` says whether
+    every such message has ``name`` as its AMQP ``type``; the generic and invalid
+    messages carry the name of whatever event they hold.
+    """
+
+    key: str
+    name: str
+    summary: str
+    payload: str
+    channel: Channel
+    fixed_type: bool = True
+
+
+def _ref(*path: str) -> dict[str, str]:
+    escaped = (part.replace("~", "~0").replace("/", "~1") for part in path)
+    return {"$ref": "#/" + "/".join(escaped)}
+
+
+def _exchange_binding(exchange: str) -> dict[str, Any]:
+    return {
+        "amqp": {
+            "is": "routingKey",
+            "exchange": {
+                "name": exchange,
+                "type": "topic",
+                "durable": True,
+                "autoDelete": False,
+                "vhost": "/",
+            },
+            "x-alternate-exchange": f"{exchange}.unrouted",
+            "bindingVersion": _AMQP_BINDING_VERSION,
+        }
+    }
+
+
+_SERVER = {
+    "description": "Configured name of the AMI server (letters, digits, `-`, `_`), lower-cased.",
+    "location": "$message.payload#/server",
+}
+_EVENT = {
+    "description": "The event name as sent, lower-cased, each segment percent-encoded "
+    "for `%`, `.`, `*`, `#` and whitespace.",
+    "location": "$message.payload#/event",
+}
+_CHANNELS: dict[Channel, dict[str, Any]] = {
+    "events": {
+        "address": "{server}.{class}.{event}",
+        "title": "AMI events",
+        "description": "Events that fit their model, or the generic model when they have "
+        "none. The routing key template is a setting (`routing_key`); this is the default. "
+        "`class` is the event's first privilege class other than `all`, or `none` when it "
+        "has no other.",
+        "parameters": {
+            "server": _SERVER,
+            "class": {
+                "description": "First privilege class other than `all`, lower-cased; "
+                "`none` when there is no other.",
+                "examples": ["call", "system", "agent", "dialplan", "none"],
+            },
+            "event": _EVENT,
+        },
+    },
+    "invalid": {
+        "address": "{server}.invalid.{event}",
+        "title": "Invalid records",
+        "description": "Messages that broke their model or that the parser could not read "
+        "whole; `malformed` stands for the event name when there was none.",
+        "parameters": {"server": _SERVER, "event": _EVENT},
+    },
+    "status": {
+        "address": "{server}.bridge.{status}",
+        "title": "Bridge status",
+        "description": "The bridge's own news about its AMI connection.",
+        "parameters": {
+            "server": _SERVER,
+            "status": {
+                "description": "The status.",
+                "location": "$message.payload#/event",
+            },
+        },
+    },
+}
+_OPERATION_TEXT: dict[Channel, tuple[str, str]] = {
+    "events": ("publishEvents", "Publish each AMI event read from a server."),
+    "invalid": ("publishInvalid", "Publish each message that could not be validated."),
+    "status": ("publishStatus", "Publish a status change of an AMI connection."),
+}
+_COMMON_TRAIT = {
+    "contentType": "application/json",
+    "headers": _ref("components", "schemas", "AmqpHeaders"),
+    "description": "Published persistent (delivery mode 2) and mandatory with publisher "
+    "confirms. AMQP properties: `content_type` application/json, `message_id` the body's "
+    "`id`, `type` the event or status name, `app_id` ami-bridge, `timestamp` the receive "
+    "time in seconds. Delivery is at least once: consumers deduplicate on the message id.",
+    "x-amqp-properties": {
+        "content_type": "application/json",
+        "message_id": "$message.payload#/id",
+        "type": "$message.payload#/event",
+        "app_id": "ami-bridge",
+        "delivery_mode": 2,
+    },
+}
+_AMQP_HEADERS = {
+    "type": "object",
+    "description": "AMQP message headers, for consumers of a headers exchange.",
+    "required": ["event", "server", "privilege", "epoch", "seq", "schema_version"],
+    "properties": {
+        "event": {"type": "string", "description": "The event or status name."},
+        "server": {"type": "string", "description": "Configured name of the AMI server."},
+        "privilege": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Privilege classes; `[bridge]` for status messages.",
+        },
+        "epoch": {"type": "integer", "description": "Connection epoch."},
+        "seq": {"type": "integer", "description": "Sequence number within the epoch."},
+        "schema_version": {"type": "string", "description": "Contract version."},
+    },
+}
+
+
+def _message(entry: MessageEntry) -> dict[str, Any]:
+    amqp: dict[str, str] = {"messageType": entry.name} if entry.fixed_type else {}
+    return {
+        "name": entry.name,
+        "title": entry.name,
+        "summary": entry.summary,
+        "payload": {"schemaFormat": PAYLOAD_SCHEMA_FORMAT, "schema": {"$ref": entry.payload}},
+        "traits": [_ref("components", "messageTraits", "AmiBridgeMessage")],
+        "bindings": {"amqp": {**amqp, "bindingVersion": _AMQP_BINDING_VERSION}},
+    }
+
+
+def asyncapi_document(
+    messages: Sequence[MessageEntry], *, version: str, exchange: str = DEFAULT_EXCHANGE
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document for ``messages``, ``version`` being the contract's."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for name, channel in copy.deepcopy(_CHANNELS).items():
+        published = [m for m in messages if m.channel == name]
+        if name == "status":
+            channel["parameters"]["status"]["enum"] = [m.name for m in published]
+        channels[name] = {
+            **channel,
+            "servers": [_ref("servers", "broker")],
+            "messages": {m.key: _ref("components", "messages", m.key) for m in published},
+            "bindings": _exchange_binding(exchange),
+        }
+        operation_id, summary = _OPERATION_TEXT[name]
+        operations[operation_id] = {
+            "action": "send",
+            "channel": _ref("channels", name),
+            "summary": summary,
+            "bindings": {
+                "amqp": {
+                    "deliveryMode": 2,
+                    "mandatory": True,
+                    "timestamp": True,
+                    "bindingVersion": _AMQP_BINDING_VERSION,
+                }
+            },
+        }
+    channels["unrouted"] = {
+        "address": f"{exchange}.unrouted",
+        "title": "Unrouted messages",
+        "description": f"The durable fanout exchange `{exchange}.unrouted` is the event "
+        "exchange's alternate exchange; it is bound to the durable queue of the same name, "
+        "which keeps every message no binding matched.",
+        "servers": [_ref("servers", "broker")],
+        "bindings": {
+            "amqp": {
+                "is": "queue",
+                "queue": {
+                    "name": f"{exchange}.unrouted",
+                    "durable": True,
+                    "exclusive": False,
+                    "autoDelete": False,
+                    "vhost": "/",
+                },
+                "bindingVersion": _AMQP_BINDING_VERSION,
+            }
+        },
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:ami-bridge",
+        "info": {
+            "title": "ami-bridge",
+            "version": version,
+            "description": "Asterisk Manager Interface (AMI) events published to RabbitMQ "
+            "as typed JSON, one message per event. Each message's JSON Schema is the file "
+            "its payload refers to. Consumers must ignore keys they do not know.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "broker": {
+                "host": "{host}:{port}",
+                "protocol": "amqp",
+                "protocolVersion": "0.9.1",
+                "description": "The RabbitMQ broker the bridge publishes to.",
+                "variables": {
+                    "host": {"default": "localhost"},
+                    "port": {"default": "5672"},
+                },
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": {m.key: _message(m) for m in messages},
+            "messageTraits": {"AmiBridgeMessage": copy.deepcopy(_COMMON_TRAIT)},
+            "schemas": {"AmqpHeaders": copy.deepcopy(_AMQP_HEADERS)},
+        },
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a repeated object out again instead of as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_asyncapi(document: dict[str, Any]) -> str:
+    """The document as YAML, keys in document order."""
+    return yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100)

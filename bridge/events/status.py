@@ -1,0 +1,104 @@
+"""The bridge's own status messages (``kind=status``) as pydantic models.
+
+Approach
+--------
+Besides AMI events the bridge publishes a few messages about itself: it connected to
+an AMI server, lost it, missed messages while away (``gap``), dropped journal records
+(``overflow``), or resynchronised state.  They use the common keys of every message
+(:class:`~bridge.events.envelope.CommonEnvelope`); what differs is ``fields``, described
+here by one small model per status.  :class:`StatusMessage` is generic over that model,
+so ``StatusMessage[GapFields]`` is the whole gap message, the same way
+``Envelope[Hangup]`` is a Hangup event's message.
+
+The field models keep keys they do not know (``extra="allow"``): a later minor version
+of the contract may add a key, and consumers must ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.events.envelope import CommonEnvelope
+
+__all__ = [
+    "STATUS_FIELDS",
+    "ConnectedFields",
+    "DisconnectedFields",
+    "GapFields",
+    "OverflowFields",
+    "ResyncFields",
+    "StatusFields",
+    "StatusMessage",
+]
+
+
+class StatusFields(BaseModel):
+    """Base of the ``fields`` of a status message."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class ConnectedFields(StatusFields):
+    """The bridge logged in to the AMI server."""
+
+    target: str = Field(description="The AMI server as `ami[s]://user@host:port` (no secret).")
+    ami_version: str | None = Field(
+        description="AMI version from the server's banner, null when it sent none."
+    )
+
+
+class DisconnectedFields(StatusFields):
+    """The connection to the AMI server was lost or closed."""
+
+    reason: str = Field(description="Why the connection ended.")
+
+
+class GapFields(StatusFields):
+    """Sent after a reconnect: events of the time away were never read."""
+
+    previous_epoch: int = Field(description="Epoch of the connection that was lost.")
+    last_seq: int = Field(description="Last sequence number of the previous epoch.")
+    disconnected_for: float = Field(description="Seconds without a connection.")
+    reason: str = Field(description="Why the previous connection ended.")
+
+
+class OverflowFields(StatusFields):
+    """The journal was full: records were dropped before they were published."""
+
+    dropped: int = Field(description="Number of records dropped.")
+    reason: str = Field(description="Which journal limit was hit: max_bytes or max_age.")
+    first_record: int = Field(description="Journal id of the first dropped record.")
+    last_record: int = Field(description="Journal id of the last dropped record.")
+
+
+class ResyncFields(StatusFields):
+    """A state resync ran; the ``snapshot`` messages it produced follow."""
+
+
+StatusFieldsT = TypeVar("StatusFieldsT", bound=StatusFields)
+
+
+class StatusMessage(CommonEnvelope, Generic[StatusFieldsT]):
+    """One status message; ``StatusMessage[GapFields]`` is a gap message."""
+
+    kind: Literal["status"] = Field(description="status.")
+    event: str = Field(description="The status: connected, disconnected, gap...")
+    privilege: list[str] = Field(max_length=0, description="Always empty.")
+    timestamp: None = Field(description="Always null: the bridge has no Asterisk time.")
+    fields: StatusFieldsT = Field(description="The status's own keys.")
+
+
+#: Status name (the ``event`` key and the last routing key segment) -> its fields model.
+STATUS_FIELDS: Mapping[str, type[StatusFields]] = MappingProxyType(
+    {
+        "connected": ConnectedFields,
+        "disconnected": DisconnectedFields,
+        "gap": GapFields,
+        "overflow": OverflowFields,
+        "resync": ResyncFields,
+    }
+)
