@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -148,6 +156,12 @@ class Settings(BaseSettings):
     amqp_on_auth_failure: Literal["retry", "exit"] = Field(
         "exit", description="When the broker refuses the credentials: retry with backoff, or exit."
     )
+    amqp_reconnect_base: float = Field(
+        0.5, gt=0, description="First broker reconnect backoff bound (s)."
+    )
+    amqp_reconnect_cap: float = Field(
+        30.0, gt=0, description="Largest broker reconnect backoff (s)."
+    )
     exchange: str = Field(
         DEFAULT_EXCHANGE, min_length=1, description="Topic exchange to publish to."
     )
@@ -215,7 +229,12 @@ class Settings(BaseSettings):
             server_id, sep, url = entry.partition("=")
             if not sep:
                 server_id, url = self.server_id, entry
-            resolved.append(AmiServer(id=server_id, url=url))
+            try:
+                resolved.append(AmiServer(id=server_id, url=url))
+            except ValidationError as exc:
+                # Name the server, never the URL: it may hold a secret by mistake.
+                why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"ami: server {server_id!r}: {why}") from None
         return resolved
 
     def ami_secret_for(self, server: AmiServer) -> str | None:

@@ -7,10 +7,9 @@ Approach
   events away, so a single reader task reads the socket continuously, feeds the sans-I/O
   :class:`~bridge.ami.protocol.AmiParser`, and hands what each read completed to a
   *synchronous* ``on_items`` callback.  The consumer must only record the items.
-* **Responses go to futures.**  Each action gets a fresh ``ActionID`` (``amib-<n>``) and a
-  pending entry keyed by it.  A response resolves its entry; a list action (``EventList:
-  start``) stays open and collects the events carrying its ActionID until the one with
-  ``EventList: Complete``.  Everything else (events, malformed messages) goes to
+* **Responses go to futures.**  Each action gets a fresh ``ActionID``, and
+  :class:`~bridge.ami.actions.PendingActions` matches responses and list events to the
+  actions waiting for them.  Everything else (events, malformed messages) goes to
   ``on_items`` in wire order.
 * **Liveness is checked, not assumed.**  A keepalive task sends ``Ping`` every
   ``ping_interval`` seconds and closes the connection when the answer misses its
@@ -24,14 +23,14 @@ Approach
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from bridge.ami.actions import ActionResult, PendingActions
 from bridge.ami.errors import ActionTimeout, AmiConnectionError
 from bridge.ami.protocol import (
     DEFAULT_MAX_HEADERS,
@@ -85,37 +84,6 @@ class ConnectionOptions:
     max_headers: int = DEFAULT_MAX_HEADERS
 
 
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """The answer to one action: its response and, for list actions, the item events."""
-
-    response: Response
-    #: Item events of a list action, in wire order, without the closing event.
-    events: list[Event] = field(default_factory=list)
-    #: The ``EventList: Complete`` event that closed a list action (it has ``ListItems``).
-    complete: Event | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True unless the response is ``Response: Error`` (or another failure status)."""
-        return self.response.is_success
-
-
-@dataclass(slots=True)
-class _PendingAction:
-    future: asyncio.Future[ActionResult]
-    response: Response | None = None
-    events: list[Event] = field(default_factory=list)
-
-
-def _is_list_start(response: Response) -> bool:
-    return (response.get("EventList") or "").lower() == "start"
-
-
-def _is_list_complete(event: Event) -> bool:
-    return (event.get("EventList") or "").lower() == "complete"
-
-
 def _as_stream_item(item: Message | Malformed) -> Malformed:
     if isinstance(item, Malformed):
         return item
@@ -148,8 +116,7 @@ class AmiConnection:
         self._parser = AmiParser(
             max_message_size=options.max_message_size, max_headers=options.max_headers
         )
-        self._ids = itertools.count(1)
-        self._pending: dict[str, _PendingAction] = {}
+        self._actions = PendingActions()
         loop = asyncio.get_running_loop()
         # Holds the banner, None for a server that sends none, or the close reason.
         self._banner: asyncio.Future[Banner | AmiConnectionError | None] = loop.create_future()
@@ -304,15 +271,14 @@ class AmiConnection:
         """
         if self._close_reason is not None:
             raise AmiConnectionError(str(self._close_reason))
-        action_id = f"amib-{next(self._ids)}"
+        action_id = self._actions.new_id()
         data = serialize_action(action, headers, action_id=action_id)
-        pending = _PendingAction(asyncio.get_running_loop().create_future())
-        self._pending[action_id] = pending
+        answer = self._actions.expect(action_id)
         try:
             async with asyncio.timeout(timeout):
                 self._writer.write(data)
                 await self._writer.drain()
-                return await pending.future
+                return await answer
         except TimeoutError:
             raise ActionTimeout(
                 f"no response to {action} from {self.target} within {timeout:g} s"
@@ -321,7 +287,7 @@ class AmiConnection:
             self._close(AmiConnectionError(f"writing to {self.target} failed: {exc}"))
             raise AmiConnectionError(str(self._close_reason)) from exc
         finally:
-            del self._pending[action_id]
+            self._actions.forget(action_id)
 
     # -- internals --------------------------------------------------------------------
 
@@ -337,9 +303,7 @@ class AmiConnection:
         self._banner_timer.cancel()
         if not self._banner.done():
             self._banner.set_result(reason)
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(AmiConnectionError(str(reason)))
+        self._actions.fail_all(reason)
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -391,9 +355,10 @@ class AmiConnection:
         stream: list[StreamItem] = []
         for item in items:
             if isinstance(item, Response):
-                self._on_response(item)
+                if not self._actions.route_response(item):
+                    log.debug("AMI response for no waiting action (ActionID %r)", item.action_id)
             elif isinstance(item, Event):
-                if not self._collect(item):
+                if not self._actions.route_event(item):
                     stream.append(item)
             elif isinstance(item, Banner):
                 self._set_banner(item)
@@ -408,27 +373,6 @@ class AmiConnection:
         if not self._banner.done():
             self._banner_timer.cancel()
             self._banner.set_result(banner)
-
-    def _on_response(self, response: Response) -> None:
-        pending = self._pending.get(response.action_id or "")
-        if pending is None or pending.response is not None:
-            log.debug("AMI response for no waiting action (ActionID %r)", response.action_id)
-            return
-        if _is_list_start(response) and response.is_success:
-            pending.response = response
-        elif not pending.future.done():
-            pending.future.set_result(ActionResult(response))
-
-    def _collect(self, event: Event) -> bool:
-        """Add ``event`` to the list action it belongs to; False if it belongs to none."""
-        pending = self._pending.get(event.action_id or "")
-        if pending is None or pending.response is None:
-            return False
-        if not _is_list_complete(event):
-            pending.events.append(event)
-        elif not pending.future.done():
-            pending.future.set_result(ActionResult(pending.response, pending.events, event))
-        return True
 
     async def _keepalive(self, interval: float) -> None:
         timeout = self.options.ping_timeout

@@ -8,22 +8,19 @@ login opens a new *epoch* (by default unix milliseconds, strictly increasing), s
 consumer can tell which events belong to which connection: Asterisk keeps no per-client
 state across reconnects, and events in the gap are simply gone.
 
-Ordering is the contract with the listener: ``on_connected(epoch)`` comes first, then
-every item read on that connection through ``on_items(epoch, items)`` in wire order
-(including ``FullyBooted`` and anything else read while logging in, which is held until
-the epoch exists), then ``on_disconnected(epoch)``.
+What the listener is told, and in which order, is set out in :mod:`bridge.ami.listener`.
 
-The first login action is sent right after the socket opens, without waiting for the
-banner (Asterisk reads it once its banner is out); the banner is still required before
-the session counts as connected.  Wrong credentials raise :class:`LoginFailed`, or are
-retried with the same backoff when ``retry_on_login_failure`` is set.  The secret is read
-from its source at each login and never logged, stored in a repr, or put in an error.
+The first login action (see :mod:`bridge.ami.login`) is sent right after the socket
+opens, without waiting for the banner (Asterisk reads it once its banner is out); the
+banner is still required before the session counts as connected.  Wrong credentials
+raise :class:`LoginFailed`, or are retried with the same backoff when
+``retry_on_login_failure`` is set.  The secret is read from its source at each login and
+never logged, stored in a repr, or put in an error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -31,26 +28,14 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import SecretStr
-
+from bridge.ami.actions import ActionResult
 from bridge.ami.backoff import Backoff
-from bridge.ami.client import (
-    ActionResult,
-    AmiConnection,
-    ConnectionOptions,
-    StreamItem,
-)
-from bridge.ami.errors import (
-    RETRYABLE,
-    ActionTimeout,
-    AmiConnectionError,
-    AmiError,
-    LocalProtocolError,
-    LoginFailed,
-)
+from bridge.ami.client import AmiConnection, ConnectionOptions
+from bridge.ami.errors import RETRYABLE, ActionTimeout, AmiConnectionError, AmiError, LoginFailed
+from bridge.ami.listener import Connected, Disconnected, ItemRouter, SessionListener
+from bridge.ami.login import AuthMethod, SecretSource, log_in
 from bridge.ami.protocol import HeaderInput
 from bridge.ami.target import AmiTarget
 
@@ -66,52 +51,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AuthMethod = Literal["md5", "plain"]
-#: The AMI secret: a pydantic ``SecretStr`` or a callable asked at each login.
-SecretSource = SecretStr | Callable[[], str]
-
 _T = TypeVar("_T")
 
 #: Failures after which the session reconnects (login refusals are decided separately).
 _RECONNECT_ON: tuple[type[BaseException], ...] = (*RETRYABLE, ActionTimeout)
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """A login succeeded: a new epoch starts."""
-
-    epoch: int
-    target: AmiTarget
-    #: The banner line (``Asterisk Call Manager/11.0.0``), ``None`` if the server sent none.
-    banner: str | None
-    #: The AMI version from the banner (``11.0.0``).
-    ami_version: str | None
-    #: Unix time of the login.
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """The connection of ``epoch`` ended."""
-
-    epoch: int
-    target: AmiTarget
-    reason: str
-    at: float
-
-
-class SessionListener(Protocol):
-    """Told of every connect, every batch of items and every disconnect, in that order.
-
-    All three are called synchronously on the event loop and must return quickly: the
-    socket is not read while they run.
-    """
-
-    def on_connected(self, info: Connected) -> None: ...
-
-    def on_items(self, epoch: int, items: list[StreamItem]) -> None: ...
-
-    def on_disconnected(self, info: Disconnected) -> None: ...
 
 
 class _MonotonicMillis:
@@ -129,31 +72,6 @@ class _MonotonicMillis:
 
 #: The default epoch source: unix milliseconds, never repeating within the process.
 next_unix_ms_epoch: Callable[[], int] = _MonotonicMillis()
-
-
-class _ItemRouter:
-    """Per-connection ``on_items`` callback: holds items until the epoch is known."""
-
-    def __init__(self, listener: SessionListener) -> None:
-        self._listener = listener
-        self._epoch: int | None = None
-        self._held: list[StreamItem] = []
-
-    def __call__(self, items: list[StreamItem]) -> None:
-        if self._epoch is None:
-            self._held.extend(items)
-        else:
-            self._listener.on_items(self._epoch, items)
-
-    def start(self, epoch: int) -> None:
-        self._epoch = epoch
-        held, self._held = self._held, []
-        if held:
-            self._listener.on_items(epoch, held)
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
 
 
 class _StopRequestedError(Exception):
@@ -354,7 +272,7 @@ class AmiSession:
             LoginFailed, AmiConnectionError, ActionTimeout: the connection never got
                 to the logged-in state.
         """
-        router = _ItemRouter(self._listener)
+        router = ItemRouter(self._listener)
         conn = await AmiConnection.open(
             self.target,
             on_items=router,
@@ -363,7 +281,13 @@ class AmiSession:
             wait_for_banner=False,
         )
         try:
-            await self._login(conn)
+            await log_in(
+                conn,
+                self._secret,
+                auth=self._auth,
+                events=self._events,
+                timeout=self._action_timeout,
+            )
             banner = await conn.wait_banner()
             epoch = self._next_epoch()
             self._epoch = epoch
@@ -391,41 +315,3 @@ class AmiSession:
             if router.held:
                 log.debug("discarding %d AMI items read before a failed login", router.held)
             await conn.close("session ended")
-
-    async def _login(self, conn: AmiConnection) -> None:
-        """Authenticate on ``conn`` and set the event mask.
-
-        Raises:
-            LoginFailed: the server refused the challenge or the credentials, or the
-                secret cannot be sent.
-            AmiConnectionError, ActionTimeout: the connection failed meanwhile.
-        """
-        user, host = self.target.user, self.target.host
-        secret = self._reveal_secret()
-        headers: list[tuple[str, str]]
-        if self._auth == "md5":
-            challenge = await conn.send_action(
-                "Challenge", [("AuthType", "MD5")], timeout=self._action_timeout
-            )
-            token = challenge.response.get("Challenge")
-            if not challenge.ok or not token:
-                raise LoginFailed(user, host, f"MD5 challenge refused: {_message(challenge)}")
-            digest = hashlib.md5((token + secret).encode(), usedforsecurity=False)
-            headers = [("AuthType", "MD5"), ("Username", user), ("Key", digest.hexdigest())]
-        else:
-            headers = [("Username", user), ("Secret", secret)]
-        headers.append(("Events", self._events))
-        try:
-            result = await conn.send_action("Login", headers, timeout=self._action_timeout)
-        except LocalProtocolError:
-            raise LoginFailed(user, host, "a login header holds CR or LF") from None
-        if result.response.status.lower() != "success":
-            raise LoginFailed(user, host, _message(result))
-
-    def _reveal_secret(self) -> str:
-        source = self._secret
-        return source.get_secret_value() if isinstance(source, SecretStr) else source()
-
-
-def _message(result: ActionResult) -> str:
-    return result.response.get("Message") or f"Response: {result.response.status}"

@@ -5,7 +5,9 @@ Approach
 Every connection is a session with one read loop, which feeds the project's
 :class:`~bridge.ami.protocol.AmiParser` and answers each action in order, the way
 Asterisk's per-session thread does (a failed login's delay holds up that session only).
-Everything written goes through :func:`~bridge.ami.protocol.serialize`.
+The answers live in :mod:`bridge.ami.simulator_session`; this module is the server
+around them: listening, sessions, write pacing and broadcast.  Everything written goes
+through :func:`~bridge.ami.protocol.serialize`.
 
 Writes never wait: ``StreamWriter.write`` queues whole messages, so responses and events
 can never interleave mid-message.  A per-session drain task waits for the socket and
@@ -29,123 +31,27 @@ Test and fault hooks: :meth:`~AmiSimulator.inject`, :meth:`~AmiSimulator.drop_co
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
-from bridge.ami.protocol import AmiParser, Header, Message, serialize
+from bridge.ami.event_mask import ALL_CLASSES, PERMS, class_mask, parse_event_mask
+from bridge.ami.protocol import Header, Message, serialize
+from bridge.ami.simulator_session import SessionActions, SimulatorSession
 from bridge.ami.traffic import TrafficGenerator
 
 __all__ = ["ALL_CLASSES", "PERMS", "AmiSimulator", "class_mask", "parse_event_mask"]
 
 log = logging.getLogger(__name__)
 
-#: Asterisk's ``perms[]`` table: event class name -> bit (``include/asterisk/manager.h``).
-PERMS: dict[str, int] = {
-    "system": 1 << 0,
-    "call": 1 << 1,
-    "log": 1 << 2,
-    "verbose": 1 << 3,
-    "command": 1 << 4,
-    "agent": 1 << 5,
-    "user": 1 << 6,
-    "config": 1 << 7,
-    "dtmf": 1 << 8,
-    "reporting": 1 << 9,
-    "cdr": 1 << 10,
-    "dialplan": 1 << 11,
-    "originate": 1 << 12,
-    "agi": 1 << 13,
-    "cc": 1 << 15,
-    "aoc": 1 << 16,
-    "test": 1 << 17,
-    "security": 1 << 18,
-    "message": 1 << 30,
-}
-#: ``all`` is INT_MAX in Asterisk: every class, present and future.
-ALL_CLASSES = 2**31 - 1
-_TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})
-_FALSE = frozenset({"no", "false", "n", "f", "0", "off"})
-_PRE_LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
 _TICK = 0.01
 #: At most this much traffic (in seconds of ``rate``) is generated in one go, so a rate
 #: the machine cannot sustain never starves the sessions' reads.
 _MAX_CATCH_UP = 0.1
 
 
-def class_mask(privilege: str) -> int:
-    """The class bits of an event's ``Privilege`` (``call,all`` -> call); ``all`` adds none."""
-    return sum(PERMS.get(name.strip().lower(), 0) for name in set(privilege.split(",")))
-
-
-def parse_event_mask(text: str | None) -> int | None:
-    """Read an ``EventMask``/``Events`` value as Asterisk's ``strings_to_mask`` does.
-
-    Digits are a bitmask, an Asterisk false word (``off``) is 0, a true word (``on``) is
-    every class, anything else a comma list of class names.  Returns None when empty.
-    """
-    if not text or not text.strip():
-        return None
-    value = text.strip()
-    if value.isdigit():
-        return int(value) & ALL_CLASSES
-    if value.lower() in _FALSE:
-        return 0
-    if value.lower() in _TRUE:
-        return ALL_CLASSES
-    names = {name.strip().lower() for name in value.split(",")}
-    return ALL_CLASSES if "all" in names else sum(PERMS.get(name, 0) for name in names)
-
-
-def _reply(request: Message, status: str, *headers: Header) -> list[Header]:
-    # Asterisk echoes ActionID only when the request had a non-empty one.
-    action_id = request.action_id
-    head = [("Response", status), ("ActionID", action_id)] if action_id else [("Response", status)]
-    return [*head, *headers]
-
-
-class _Session:
-    """One client connection and what Asterisk keeps per manager session."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.parser = AmiParser(expect_banner=False)
-        self.logged_in = False
-        self.mask = ALL_CLASSES
-        self.challenge = ""
-        self.wrote = asyncio.Event()
-
-    def is_open(self) -> bool:
-        return not self.writer.is_closing()
-
-    def accepts(self, mask: int) -> bool:
-        return self.mask & mask == mask
-
-    def write(self, data: bytes) -> None:
-        if data and self.is_open():
-            self.writer.write(data)
-            self.wrote.set()
-
-    def send(self, *messages: list[Header]) -> None:
-        self.write(b"".join(serialize(m) for m in messages))
-
-    def close(self) -> None:
-        """Close after what was written reaches the socket (``Goodbye``, failed login)."""
-        self.writer.close()
-
-    def abort(self) -> None:
-        self.writer.transport.abort()
-
-
-_Handler = Callable[["AmiSimulator", _Session, Message], Awaitable[None]]
-
-
-class AmiSimulator:
+class AmiSimulator(SessionActions):
     """A loopback AMI server with generated traffic.  Use as ``async with AmiSimulator(...)``.
 
     Args:
@@ -201,7 +107,7 @@ class AmiSimulator:
         self._clock = clock
         self._traffic = TrafficGenerator(seed, legacy=legacy, clock=clock)
         self._masks: dict[str, int] = {}
-        self._sessions: dict[_Session, asyncio.Task[None]] = {}
+        self._sessions: dict[SimulatorSession, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._stopped = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -359,12 +265,12 @@ class AmiSimulator:
         # The session runs in a task of ours, not in the one asyncio.start_server makes for
         # this callback: we must be able to cancel it on stop(), and Python 3.11 reports a
         # cancelled callback task as an error.
-        session = _Session(reader, writer)
+        session = SimulatorSession(reader, writer)
         self._sessions[session] = asyncio.create_task(
             self._serve_session(session), name="ami-simulator-session"
         )
 
-    async def _serve_session(self, session: _Session) -> None:
+    async def _serve_session(self, session: SimulatorSession) -> None:
         reader = session.reader
         drainer = asyncio.create_task(self._drain(session), name="ami-simulator-drain")
         try:
@@ -388,7 +294,7 @@ class AmiSimulator:
             del self._sessions[session]
             self._notify()
 
-    async def _drain(self, session: _Session) -> None:
+    async def _drain(self, session: SimulatorSession) -> None:
         while True:
             await session.wrote.wait()
             session.wrote.clear()
@@ -412,99 +318,3 @@ class AmiSimulator:
             self.max_write_stall = max(self.max_write_stall, stall)
             if stall > self.write_timeout:
                 self.slow_disconnects += 1
-
-    async def _dispatch(self, session: _Session, request: Message) -> None:
-        action = (request.get("Action") or "").strip()
-        name = action.lower()
-        if not name:
-            session.send(_reply(request, "Error", ("Message", "Missing action in request")))
-        elif not session.logged_in and name not in _PRE_LOGIN_ACTIONS:
-            session.send(_reply(request, "Error", ("Message", "Permission denied")))
-        elif (handler := _ACTIONS.get(name)) is not None:
-            await handler(self, session, request)
-        else:
-            hint = "Use Action: ListCommands to show available commands."
-            message = f"Invalid/unknown command: {action}. {hint}"
-            session.send(_reply(request, "Error", ("Message", message)))
-
-    # -- actions ------------------------------------------------------------------------
-
-    async def _login(self, session: _Session, request: Message) -> None:
-        if session.logged_in:
-            session.send(_reply(request, "Success", ("Message", "Already authenticated")))
-            return
-        if not self._credentials_ok(session, request):
-            await asyncio.sleep(self.auth_failure_delay)
-            session.send(_reply(request, "Error", ("Message", "Authentication failed")))
-            session.close()
-            return
-        mask = parse_event_mask(request.get("Events"))
-        if mask is not None:
-            session.mask = mask
-        session.logged_in = True
-        accepted = _reply(request, "Success", ("Message", "Authentication accepted"))
-        if session.accepts(PERMS["system"]):
-            uptime = str(int(time.monotonic() - self._started_at))
-            booted = [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", uptime)]
-            session.send(accepted, [*booted, ("LastReload", uptime), ("Status", "Fully Booted")])
-        else:
-            session.send(accepted)
-        self._notify()
-
-    def _credentials_ok(self, session: _Session, request: Message) -> bool:
-        # Asterisk matches the user name with strcasecmp and the secret with strcmp.
-        if (request.get("Username") or "").lower() != self.user.lower():
-            return False
-        if (request.get("AuthType") or "").lower() == "md5":
-            if not session.challenge:
-                return False
-            expected = hashlib.md5((session.challenge + self._secret).encode()).hexdigest()
-            return hmac.compare_digest(expected, request.get("Key") or "")
-        return hmac.compare_digest(self._secret.encode(), (request.get("Secret") or "").encode())
-
-    async def _challenge(self, session: _Session, request: Message) -> None:
-        if (request.get("AuthType") or "").lower() != "md5":
-            session.send(_reply(request, "Error", ("Message", "Must specify AuthType")))
-            return
-        if not session.challenge:
-            session.challenge = str(secrets.randbelow(2**31))
-        session.send(_reply(request, "Success", ("Challenge", session.challenge)))
-
-    async def _logoff(self, session: _Session, request: Message) -> None:
-        session.send(_reply(request, "Goodbye", ("Message", "Thanks for all the fish.")))
-        session.close()
-
-    async def _ping(self, session: _Session, request: Message) -> None:
-        if self.answer_pings:
-            stamp = f"{self._clock():.6f}"
-            session.send(_reply(request, "Success", ("Ping", "Pong"), ("Timestamp", stamp)))
-
-    async def _events(self, session: _Session, request: Message) -> None:
-        mask = parse_event_mask(request.get("EventMask"))
-        if mask is None:
-            session.send(_reply(request, "Error", ("Message", "Invalid event mask")))
-            return
-        session.mask = mask
-        session.send(_reply(request, "Success", ("Events", "On" if mask else "Off")))
-
-    async def _core_show_channels(self, session: _Session, request: Message) -> None:
-        action_id = request.action_id
-        tag = [("ActionID", action_id)] if action_id else []
-        items = self._traffic.show_channels()
-        start = ("EventList", "start"), ("Message", "Channels will follow")
-        complete = [("EventList", "Complete"), ("ListItems", str(len(items)))]
-        session.send(
-            _reply(request, "Success", *start),
-            *([("Event", "CoreShowChannel"), *tag, *body] for body in items),
-            [("Event", "CoreShowChannelsComplete"), *tag, *complete],
-        )
-
-
-_ACTIONS: dict[str, _Handler] = {
-    "login": AmiSimulator._login,
-    "challenge": AmiSimulator._challenge,
-    "logoff": AmiSimulator._logoff,
-    "ping": AmiSimulator._ping,
-    "events": AmiSimulator._events,
-    "coreshowchannels": AmiSimulator._core_show_channels,
-}

@@ -9,11 +9,8 @@ overlap the way they do on a real PBX.  One ``random.Random(seed)`` drives every
 so a seed always yields the same sequence (timestamps and the seconds part of uniqueids
 come from the injected clock).
 
-Scripts speak in call steps (``newchannel``, ``dial_begin``, ``bridge_enter``, ...).  A
-*dialect* turns each step into zero or more events: :class:`ModernShapes` copies the
-Asterisk 22 shapes (full channel snapshots, ``DialBegin``/``DialEnd``, the ``Bridge*``
-family), :class:`LegacyShapes` the Asterisk 1.4 ones (``Dial``, ``Link``/``Unlink``,
-``Newcallerid``, ``ChannelReload``).  The call flow is written once for both eras.
+Scripts speak in call steps; the dialect in :mod:`bridge.ami.shapes` turns each step
+into the events of the chosen Asterisk era.
 """
 
 from __future__ import annotations
@@ -23,92 +20,53 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge.ami.protocol import Header
+from bridge.ami.shapes import (
+    BUSY,
+    CALL,
+    CAUSES,
+    DIALPLAN,
+    DOWN,
+    RING,
+    RINGING,
+    SYSTEM,
+    UP,
+    Bridge,
+    Channel,
+    EventSpec,
+    LegacyShapes,
+    ModernShapes,
+    Shapes,
+    Step,
+    cid,
+    snapshot,
+)
 
-__all__ = ["CAUSES", "Bridge", "Channel", "EventSpec", "TrafficGenerator", "format_duration"]
+__all__ = [
+    "BUSY",
+    "CALL",
+    "CAUSES",
+    "DIALPLAN",
+    "DOWN",
+    "RING",
+    "RINGING",
+    "SYSTEM",
+    "UP",
+    "Bridge",
+    "Channel",
+    "EventSpec",
+    "LegacyShapes",
+    "ModernShapes",
+    "Shapes",
+    "TrafficGenerator",
+    "format_duration",
+    "snapshot",
+]
 
-#: (event name, privilege, body headers): an event before ``Event``/``Privilege``/``Timestamp``.
-EventSpec = tuple[str, str, list[Header]]
-_Step = list[EventSpec]
-
-CALL, SYSTEM, DIALPLAN = "call,all", "system,all", "dialplan,all"
-DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
-_STATE_DESC = {DOWN: "Down", RING: "Ring", RINGING: "Ringing", UP: "Up", BUSY: "Busy"}
-#: Hangup causes and their ``Cause-txt`` exactly as ``ast_cause2str`` spells them.
-CAUSES = {
-    16: "Normal Clearing",
-    17: "User busy",
-    19: "User alerting, no answer",
-    21: "Call Rejected",
-}
-_UNKNOWN = "<unknown>"
 _NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy")
-
-
-@dataclass(slots=True)
-class Channel:
-    """One live channel, as the PBX sees it."""
-
-    name: str
-    uniqueid: str
-    linkedid: str
-    caller_num: str
-    caller_name: str
-    context: str
-    exten: str
-    created: float
-    connected_num: str = ""
-    connected_name: str = ""
-    state: int = DOWN
-    priority: int = 1
-    application: str = ""
-    app_data: str = ""
-    bridge_id: str = ""
-
-
-@dataclass(slots=True)
-class Bridge:
-    uniqueid: str
-    members: list[Channel] = field(default_factory=list)
-
-
-def _cid(value: str) -> str:
-    # Asterisk writes empty caller and connected-line fields as the literal <unknown>.
-    return value or _UNKNOWN
-
-
-def snapshot(chan: Channel, prefix: str = "") -> list[Header]:
-    """The channel snapshot headers Asterisk 12+ writes, keys prefixed with ``prefix``."""
-    return [
-        (prefix + "Channel", chan.name),
-        (prefix + "ChannelState", str(chan.state)),
-        (prefix + "ChannelStateDesc", _STATE_DESC[chan.state]),
-        (prefix + "CallerIDNum", _cid(chan.caller_num)),
-        (prefix + "CallerIDName", _cid(chan.caller_name)),
-        (prefix + "ConnectedLineNum", _cid(chan.connected_num)),
-        (prefix + "ConnectedLineName", _cid(chan.connected_name)),
-        (prefix + "Language", "en"),
-        (prefix + "AccountCode", ""),
-        (prefix + "Context", chan.context),
-        (prefix + "Exten", chan.exten),
-        (prefix + "Priority", str(chan.priority)),
-        (prefix + "Uniqueid", chan.uniqueid),
-        (prefix + "Linkedid", chan.linkedid),
-    ]
-
-
-def _bridge_snapshot(bridge: Bridge) -> list[Header]:
-    return [
-        ("BridgeUniqueid", bridge.uniqueid),
-        ("BridgeType", "basic"),
-        ("BridgeTechnology", "simple_bridge"),
-        ("BridgeCreator", _UNKNOWN),
-        ("BridgeName", _UNKNOWN),
-        ("BridgeNumChannels", str(len(bridge.members))),
-        ("BridgeVideoSourceMode", "none"),
-    ]
+_Script = Iterator[Step]
 
 
 def format_duration(seconds: float) -> str:
@@ -116,151 +74,6 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(max(0, int(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
-
-
-class ModernShapes:
-    """Asterisk 12+ (checked against captures from Asterisk 22)."""
-
-    tech = "PJSIP"
-
-    def newchannel(self, c: Channel) -> _Step:
-        return [("Newchannel", CALL, snapshot(c))]
-
-    def newstate(self, c: Channel) -> _Step:
-        return [("Newstate", CALL, snapshot(c))]
-
-    def newexten(self, c: Channel) -> _Step:
-        tail = [("Extension", c.exten), ("Application", c.application), ("AppData", c.app_data)]
-        return [("Newexten", DIALPLAN, snapshot(c) + tail)]
-
-    def varset(self, c: Channel, name: str, value: str) -> _Step:
-        return [("VarSet", DIALPLAN, [*snapshot(c), ("Variable", name), ("Value", value)])]
-
-    def callerid(self, c: Channel) -> _Step:
-        pres = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
-        return [("NewCallerid", CALL, [*snapshot(c), pres])]
-
-    def dial_begin(self, src: Channel, dst: Channel, dial_string: str) -> _Step:
-        body = snapshot(src) + snapshot(dst, "Dest") + [("DialString", dial_string)]
-        return [("DialBegin", CALL, body)]
-
-    def dial_end(self, src: Channel, dst: Channel, status: str) -> _Step:
-        body = snapshot(src) + snapshot(dst, "Dest") + [("DialStatus", status)]
-        return [("DialEnd", CALL, body)]
-
-    def bridge_create(self, b: Bridge) -> _Step:
-        return [("BridgeCreate", CALL, _bridge_snapshot(b))]
-
-    def bridge_enter(self, b: Bridge, c: Channel) -> _Step:
-        return [("BridgeEnter", CALL, _bridge_snapshot(b) + snapshot(c))]
-
-    def bridge_leave(self, b: Bridge, c: Channel, before: list[Channel]) -> _Step:
-        return [("BridgeLeave", CALL, _bridge_snapshot(b) + snapshot(c))]
-
-    def bridge_destroy(self, b: Bridge) -> _Step:
-        return [("BridgeDestroy", CALL, _bridge_snapshot(b))]
-
-    def hangup_request(self, c: Channel, cause: int) -> _Step:
-        return [("HangupRequest", CALL, [*snapshot(c), ("Cause", str(cause))])]
-
-    def hangup(self, c: Channel, cause: int) -> _Step:
-        tail = [("Cause", str(cause)), ("Cause-txt", CAUSES[cause])]
-        return [("Hangup", CALL, snapshot(c) + tail)]
-
-    def peer_status(self, peer: str, status: str, address: str, ms: int) -> _Step:
-        body = [("ChannelType", self.tech), ("Peer", f"{self.tech}/{peer}"), ("PeerStatus", status)]
-        if status in ("Registered", "Unregistered"):
-            body.append(("Address", address))
-        elif status == "Reachable":
-            body.append(("Time", str(ms)))
-        return [("PeerStatus", SYSTEM, body)]
-
-    def reload(self, module: str, peers: int) -> _Step:
-        return [("Reload", SYSTEM, [("Module", module), ("Status", "0")])]
-
-
-class LegacyShapes:
-    """Asterisk 1.4, as documented in tests/fixtures/ami-events.rst: no snapshots."""
-
-    tech = "SIP"
-
-    def newchannel(self, c: Channel) -> _Step:
-        body = [("Channel", c.name), ("State", _STATE_DESC[c.state])]
-        body += [("CallerIDNum", _cid(c.caller_num)), ("CallerIDName", _cid(c.caller_name))]
-        return [("Newchannel", CALL, [*body, ("Uniqueid", c.uniqueid)])]
-
-    def newstate(self, c: Channel) -> _Step:
-        body = [("Channel", c.name), ("State", _STATE_DESC[c.state])]
-        body += [("CallerID", _cid(c.caller_num)), ("CallerIDName", _cid(c.caller_name))]
-        return [("Newstate", CALL, [*body, ("Uniqueid", c.uniqueid)])]
-
-    def newexten(self, c: Channel) -> _Step:
-        body = [("Channel", c.name), ("Context", c.context), ("Extension", c.exten)]
-        body += [("Priority", str(c.priority)), ("Application", c.application)]
-        return [("Newexten", CALL, [*body, ("AppData", c.app_data), ("Uniqueid", c.uniqueid)])]
-
-    def varset(self, c: Channel, name: str, value: str) -> _Step:
-        return []
-
-    def callerid(self, c: Channel) -> _Step:
-        body = [("Channel", c.name), ("CallerID", _cid(c.caller_num))]
-        body += [("CallerIDName", _cid(c.caller_name)), ("Uniqueid", c.uniqueid)]
-        pres = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
-        return [("Newcallerid", CALL, [*body, pres])]
-
-    def dial_begin(self, src: Channel, dst: Channel, dial_string: str) -> _Step:
-        body = [("Source", src.name), ("Destination", dst.name)]
-        body += [("CallerID", _cid(src.caller_num)), ("CallerIDName", _cid(src.caller_name))]
-        body += [("SrcUniqueID", src.uniqueid), ("DestUniqueID", dst.uniqueid)]
-        return [("Dial", CALL, body)]
-
-    def dial_end(self, src: Channel, dst: Channel, status: str) -> _Step:
-        return []
-
-    def bridge_create(self, b: Bridge) -> _Step:
-        return []
-
-    def bridge_enter(self, b: Bridge, c: Channel) -> _Step:
-        return self._link("Link", b.members) if len(b.members) == 2 else []
-
-    def bridge_leave(self, b: Bridge, c: Channel, before: list[Channel]) -> _Step:
-        return self._link("Unlink", before) if len(before) == 2 else []
-
-    def bridge_destroy(self, b: Bridge) -> _Step:
-        return []
-
-    def hangup_request(self, c: Channel, cause: int) -> _Step:
-        return []
-
-    def hangup(self, c: Channel, cause: int) -> _Step:
-        body = [("Channel", c.name), ("Uniqueid", c.uniqueid), ("Cause", str(cause))]
-        return [("Hangup", CALL, [*body, ("Cause-txt", CAUSES[cause])])]
-
-    def peer_status(self, peer: str, status: str, address: str, ms: int) -> _Step:
-        body = [("Peer", f"{self.tech}/{peer}"), ("PeerStatus", status)]
-        if status in ("Reachable", "Unreachable"):
-            body.append(("Time", str(ms if status == "Reachable" else -1)))
-        return [("PeerStatus", SYSTEM, body)]
-
-    def reload(self, module: str, peers: int) -> _Step:
-        counts = [("Registry_Count", "0"), ("Peer_Count", str(peers)), ("User_Count", str(peers))]
-        reason = ("ReloadReason", "RELOAD (Channel module reload)")
-        return [
-            ("Reload", SYSTEM, [("Message", "Reload Requested")]),
-            ("ChannelReload", SYSTEM, [("Channel", self.tech), reason, *counts]),
-        ]
-
-    @staticmethod
-    def _link(name: str, pair: list[Channel]) -> _Step:
-        one, two = pair
-        body = [("Channel1", one.name), ("Channel2", two.name)]
-        body += [("Uniqueid1", one.uniqueid), ("Uniqueid2", two.uniqueid)]
-        body += [("CallerID1", one.caller_num), ("CallerID2", two.caller_num)]
-        return [(name, CALL, body)]
-
-
-Shapes = ModernShapes | LegacyShapes
-_Script = Iterator[_Step]
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,13 +201,13 @@ class TrafficGenerator:
         self._channels[uniqueid] = channel
         return channel
 
-    def _run(self, c: Channel, application: str, data: str) -> _Step:
+    def _run(self, c: Channel, application: str, data: str) -> Step:
         if c.application:
             c.priority += 1
         c.application, c.app_data = application, data
         return self._shapes.newexten(c)
 
-    def _close(self, c: Channel, cause: int) -> _Step:
+    def _close(self, c: Channel, cause: int) -> Step:
         del self._channels[c.uniqueid]
         return self._shapes.hangup(c, cause)
 
@@ -414,7 +227,7 @@ class TrafficGenerator:
             a.caller_num, a.caller_name = caller.number, caller.name
         a.state = RING
         yield s.newchannel(a)
-        yield self._run(a, "NoOp", f"Call from {_cid(a.caller_num)} to {callee.number}")
+        yield self._run(a, "NoOp", f"Call from {cid(a.caller_num)} to {callee.number}")
         yield self._run(a, "Dial", f"{s.tech}/{callee.number},30")
         b = self._open(callee.number, "from-internal", "s", a.uniqueid)
         yield s.newchannel(b)

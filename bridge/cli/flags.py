@@ -78,9 +78,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         return load_settings(overrides, config)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        where = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"invalid setting {where}: {message}{more}") from None
+        what = f"invalid setting {where}" if where else "invalid settings"
+        raise ConfigError(f"{what}: {message}{more}") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

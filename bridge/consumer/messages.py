@@ -19,9 +19,8 @@ A body is one JSON object whose ``kind`` says what it is (the contract is docume
 
 The models subclass the contract's own (:class:`~bridge.events.envelope.Envelope` with
 its keys made required, :class:`bridge.events.status.StatusMessage`), so they cannot
-drift from it.  Unknown keys are ignored, as
-the contract asks of consumers, but a different *major* schema version is refused: it
-means the meaning of known keys changed.
+drift from it.  Unknown keys are ignored, as the contract asks of consumers, but a
+different *major* schema version is refused: it means the meaning of known keys changed.
 """
 
 from __future__ import annotations

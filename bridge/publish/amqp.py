@@ -7,10 +7,9 @@ topology; the hot path then skips its per-message machinery.  ``Exchange.publish
 aiormq's ``basic_publish`` cost a task, a lock, a timeout context and a generic
 property encoder per message, which held a plain loop near 5,000 msgs/s.  Here:
 
-* the frames of a publish are encoded directly (:class:`PublishEncoder`): the
-  ``Basic.Publish`` method frame is cached per routing key, and the content header is
-  packed with ``struct`` around the per-message fields, the constant properties
-  (persistent, ``application/json``, ``app_id``) encoded once;
+* the frames of a publish are encoded directly
+  (:class:`~bridge.publish.amqp_frames.PublishEncoder`), with the method frame cached per
+  routing key and the constant properties encoded once;
 * the publish is registered in aiormq's own confirmation table (``delivery_tag``,
   ``confirmations``, ``message_id_delivery_tag``) exactly as ``basic_publish`` does, so
   aiormq's reader still resolves acks, nacks and returns;
@@ -29,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-import struct
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,14 +36,20 @@ from typing import Any, Generic, TypeVar
 
 import aio_pika
 import aiormq
-import pamqp.frame
 import yarl
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
-from pamqp.encode import field_table, table_integer
 
-from bridge.publish.message import HeaderValue, OutgoingMessage
+from bridge.publish.amqp_frames import APP_ID, CONTENT_TYPE, PublishEncoder
+from bridge.publish.broker import (
+    BrokerAuthError,
+    BrokerError,
+    BrokerUnavailable,
+    TlsOptions,
+    mask_url,
+)
+from bridge.publish.message import OutgoingMessage
 from bridge.publish.topology import DEFAULT_EXCHANGE, declare_topology
 
 __all__ = [
@@ -67,58 +70,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 1000
-APP_ID = "ami-bridge"
-CONTENT_TYPE = "application/json"
 
 T = TypeVar("T")
-
-
-class BrokerError(Exception):
-    """The broker could not be used."""
-
-
-class BrokerAuthError(BrokerError):
-    """The broker refused the user name and password at connect."""
-
-    def __init__(self, host: str, user: str, reason: str) -> None:
-        super().__init__(f"broker {host} refused the login of user {user!r}: {reason}")
-        self.host = host
-        self.user = user
-
-
-class BrokerUnavailable(BrokerError):
-    """The broker cannot be reached, or the connection to it is gone."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for logs and errors."""
-    parsed = yarl.URL(url)
-    return str(parsed.with_password("***")) if parsed.password else str(parsed)
-
-
-@dataclass(frozen=True, slots=True)
-class TlsOptions:
-    """TLS settings for ``amqps://`` URLs.  Verification is on unless ``verify`` is False."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify: bool = True
-
-    def context(self) -> ssl.SSLContext:
-        """Build the client context.
-
-        Raises:
-            OSError: a CA, certificate or key file cannot be read.
-            ssl.SSLError: a file is not a valid certificate or key.
-        """
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
 
 class Outcome(StrEnum):
@@ -138,171 +91,6 @@ class PublishResult(Generic[T]):
     outcome: Outcome
     message: OutgoingMessage
     reason: str = ""
-
-
-# -- frame encoding ----------------------------------------------------------------------
-
-_FRAME_END = b"\xce"
-_U32 = struct.Struct(">I")
-_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
-# frame head + content header: class id, weight, body size, property flags
-_CONTENT_HEAD = struct.Struct(">BHIHHQH")
-_CONTENT_HEAD_SIZE = 14  # class id + weight + body size + flags
-# content_type, headers, delivery_mode, message_id, timestamp, type, app_id
-_PROPERTY_FLAGS = 0x8000 | 0x2000 | 0x1000 | 0x0080 | 0x0040 | 0x0020 | 0x0008
-_EMPTY_TABLE = b"\x00\x00\x00\x00"
-_MAX_METHOD_CACHE = 4096
-
-
-def _short_string(value: str, what: str) -> bytes:
-    raw = value.encode()
-    if len(raw) > 255:
-        raise ValueError(f"{what} is {len(raw)} bytes; AMQP allows 255: {value[:40]!r}...")
-    return bytes((len(raw),)) + raw
-
-
-_CONTENT_TYPE_FIELD = _short_string(CONTENT_TYPE, "content type")
-_APP_ID_FIELD = _short_string(APP_ID, "app id")
-# content type + delivery mode + timestamp + app id
-_FIXED_PROPS_SIZE = len(_CONTENT_TYPE_FIELD) + 1 + 8 + len(_APP_ID_FIELD)
-
-
-def _long_string(value: str) -> bytes:
-    raw = value.encode()
-    return b"S" + _U32.pack(len(raw)) + raw
-
-
-# Most header values repeat from message to message (event name, server, schema), so their
-# encoded (name, value) pairs are kept; a cleared cache costs only re-encoding.
-_pairs: dict[tuple[str, str], bytes] = {}
-_names: dict[str, bytes] = {}
-_MAX_CACHED = 4096
-
-
-def _name(key: str) -> bytes | None:
-    name = _names.get(key)
-    if name is None:
-        raw = key.encode()
-        if len(raw) > 128:  # pamqp truncates such names (and warns); keep its behaviour
-            return None
-        if len(_names) >= _MAX_CACHED:
-            _names.clear()
-        name = _names[key] = bytes((len(raw),)) + raw
-    return name
-
-
-def _field_table(headers: dict[str, HeaderValue]) -> bytes:
-    """Encode ``headers`` as an AMQP field table, byte for byte as pamqp's ``field_table``.
-
-    pamqp dispatches on every type for every value; str, int and list-of-str values take
-    a direct (and, for repeated strings, cached) path here, anything else goes to pamqp.
-    """
-    parts: list[bytes] = []
-    for key in sorted(headers):
-        value = headers[key]
-        if isinstance(value, str):
-            pair = _pairs.get((key, value))
-            if pair is None:
-                name = _name(key)
-                if name is None:
-                    break
-                if len(_pairs) >= _MAX_CACHED:
-                    _pairs.clear()
-                pair = _pairs[key, value] = name + _long_string(value)
-            parts.append(pair)
-            continue
-        name = _name(key)
-        if name is None or isinstance(value, bool):  # bool is an int, but has its own type
-            break
-        if isinstance(value, int):
-            parts += (name, table_integer(value))
-        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-            array = b"".join(map(_long_string, value))
-            parts += (name, b"A", _U32.pack(len(array)), array)
-        else:
-            break
-    else:
-        payload = b"".join(parts)
-        return _U32.pack(len(payload)) + payload
-    loose: Any = headers  # dict is invariant; the values are a subset of pamqp's
-    return field_table(loose)
-
-
-class PublishEncoder:
-    """Encodes an :class:`OutgoingMessage` as the frames of one persistent, mandatory publish.
-
-    The output equals what pamqp marshals for ``Basic.Publish`` + ``ContentHeader`` +
-    ``ContentBody`` with the same properties.
-    """
-
-    __slots__ = ("_channel", "_exchange", "_max_body_frame", "_methods")
-
-    def __init__(self, channel_number: int, exchange: str, max_body_frame: int) -> None:
-        self._channel = channel_number
-        self._exchange = exchange
-        self._max_body_frame = max_body_frame
-        self._methods: dict[str, bytes] = {}
-
-    def _method_frame(self, routing_key: str) -> bytes:
-        frame = self._methods.get(routing_key)
-        if frame is None:
-            _short_string(routing_key, "routing key")
-            frame = pamqp.frame.marshal(
-                spec.Basic.Publish(
-                    exchange=self._exchange, routing_key=routing_key, mandatory=True
-                ),
-                self._channel,
-            )
-            if len(self._methods) >= _MAX_METHOD_CACHE:
-                self._methods.clear()
-            self._methods[routing_key] = frame
-        return frame
-
-    def encode(self, message: OutgoingMessage, out: list[bytes]) -> None:
-        """Append the frames for ``message`` to ``out`` (nothing when it raises).
-
-        Raises:
-            ValueError: the routing key, message id or event name is over 255 bytes,
-                the message id is empty or the timestamp is negative.
-            TypeError: a header value cannot be encoded.
-        """
-        method = self._method_frame(message.routing_key)
-        if not message.message_id:  # returns are matched to publishes by message id
-            raise ValueError("message id is empty")
-        message_id = _short_string(message.message_id, "message id")
-        event = _short_string(message.event, "event name")
-        if not 0 <= message.timestamp < 2**64:
-            raise ValueError(f"timestamp {message.timestamp} is not a 64-bit unix time")
-        table = _field_table(message.headers) if message.headers else _EMPTY_TABLE
-        body = message.body
-        props_size = _FIXED_PROPS_SIZE + len(table) + len(message_id) + len(event)
-        out += (
-            method,
-            _CONTENT_HEAD.pack(
-                2,
-                self._channel,
-                _CONTENT_HEAD_SIZE + props_size,
-                60,
-                0,
-                len(body),
-                _PROPERTY_FLAGS,
-            ),
-            _CONTENT_TYPE_FIELD,
-            table,
-            b"\x02",  # delivery_mode: persistent
-            message_id,
-            message.timestamp.to_bytes(8, "big"),
-            event,
-            _APP_ID_FIELD,
-            _FRAME_END,
-        )
-        step = self._max_body_frame
-        for start in range(0, len(body), step):
-            chunk = body[start : start + step]
-            out += (_FRAME_HEAD.pack(3, self._channel, len(chunk)), chunk, _FRAME_END)
-
-
-# -- the publisher -----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -395,7 +183,8 @@ class AmqpPublisher(Generic[T]):
         except aiormq.exceptions.ProbableAuthenticationError as e:
             port = url.port or (5671 if url.scheme == "amqps" else 5672)
             raise BrokerAuthError(f"{url.host}:{port}", url.user or "", self._scrub(e)) from None
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as e:
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError, StopAsyncIteration) as e:
+            # aiormq lets StopAsyncIteration out when the peer closes during the handshake.
             raise BrokerUnavailable(f"broker {where} unavailable: {self._scrub(e)}") from None
         try:
             channel = await connection.channel(publisher_confirms=True)

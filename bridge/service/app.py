@@ -27,7 +27,6 @@ from bridge.publish.amqp import (
     BrokerError,
     PublishResult,
     TlsOptions,
-    mask_url,
 )
 from bridge.publish.topology import TopologyConflict
 from bridge.service.http import HealthServer
@@ -131,9 +130,8 @@ class BridgeApp:
     async def _connect_broker(self) -> bool:
         """Connect (declaring the topology) before any AMI login; False means give up."""
         backoff = Backoff(
-            base=self.settings.ami_reconnect_base, cap=self.settings.ami_reconnect_cap
+            base=self.settings.amqp_reconnect_base, cap=self.settings.amqp_reconnect_cap
         )
-        where = mask_url(self.settings.amqp)
         while not self._stop.is_set():
             try:
                 await self.publisher.connect()
@@ -151,15 +149,6 @@ class BridgeApp:
                 log.error("%s; exiting", exc)
                 self._exit = ExitCode.FAILURE
                 return False
-            except StopAsyncIteration:
-                # aiormq's handshake reader ends this way (untyped) when the peer closes
-                # the socket before the AMQP header: a broker that is not there yet.
-                delay = backoff.next_delay()
-                log.error(
-                    "broker %s closed the connection during the handshake; retrying in %.1f s",
-                    where,
-                    delay,
-                )
             else:
                 self.metrics.broker_connected.set(1)
                 self.broker_ready.set()

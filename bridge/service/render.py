@@ -128,7 +128,7 @@ class Renderer:
             message_id=message_id(self.server, record.epoch, record.seq),
             event=status,
             timestamp=int(record.received_at),
-            headers=self._headers(status, ["bridge"], record),
+            headers=self._headers(status, [], record),
         )
         return Rendered(message, "bridge", True)
 

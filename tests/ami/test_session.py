@@ -19,8 +19,9 @@ from pydantic import SecretStr
 
 from bridge.ami.client import ConnectionOptions, StreamItem
 from bridge.ami.errors import AmiConnectionError, LoginFailed
+from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event
-from bridge.ami.session import AmiSession, Connected, Disconnected, next_unix_ms_epoch
+from bridge.ami.session import AmiSession, next_unix_ms_epoch
 from bridge.ami.target import AmiTarget
 
 from .fake_server import FakeAmiServer, eventually

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bridge.ami.protocol import AmiParser, Banner, Event, Header, Item, Response, serialize_action
-from bridge.ami.simulator import ALL_CLASSES, PERMS, AmiSimulator, class_mask, parse_event_mask
+from bridge.ami.simulator import AmiSimulator
 from bridge.cli.main import build_parser
 from bridge.cli.simulate import SECRET_ENV, resolve_secret
 
@@ -428,17 +428,6 @@ async def test_a_reader_that_stops_reading_is_disconnected_when_asked() -> None:
         await eventually(lambda: sim.sessions == 0)
         assert sim.max_write_stall < 0.2  # recorded stalls never exceed the limit by much
         client.close()
-
-
-def test_event_mask_parsing_follows_strings_to_mask() -> None:
-    assert parse_event_mask("on") == ALL_CLASSES
-    assert parse_event_mask("off") == 0
-    assert parse_event_mask("") is None
-    assert parse_event_mask("3") == PERMS["system"] | PERMS["call"]
-    assert parse_event_mask("call, dialplan") == PERMS["call"] | PERMS["dialplan"]
-    assert parse_event_mask("system,all") == ALL_CLASSES
-    assert class_mask("call,all") == PERMS["call"]
-    assert class_mask("system,user,all") == PERMS["system"] | PERMS["user"]
 
 
 # -- the CLI -------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ async def test_ami_drop_publishes_disconnected_gap_connected_then_a_new_epoch(
             ami_reconnect_base=0.2,
             ami_reconnect_cap=0.5,
         )
-        async with running_bridge(settings):
+        async with running_bridge(settings) as app:
             await pbx.wait_for_sessions(1, 10)
             await consumer.wait_until(lambda b: len(b) > 100, 10, "traffic before the drop")
             pbx.drop_connections()
@@ -169,6 +169,7 @@ async def test_ami_drop_publishes_disconnected_gap_connected_then_a_new_epoch(
 
             await consumer.wait_until(events_after_reconnect, 10, "events after the reconnect")
             await pbx.wait_for_sessions(1, 5)
+            await wait_for(lambda: app.pipelines[0].journal.depth == 0, 5, "the journal to drain")
 
     bodies = consumer.bodies
     assert_contiguous(bodies)

@@ -24,16 +24,9 @@ from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from bridge.publish.amqp import (
-    AmqpPublisher,
-    BrokerAuthError,
-    BrokerUnavailable,
-    Outcome,
-    PublishEncoder,
-    PublishResult,
-    TlsOptions,
-    mask_url,
-)
+from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
+from bridge.publish.amqp_frames import PublishEncoder
+from bridge.publish.broker import BrokerAuthError, BrokerUnavailable, TlsOptions, mask_url
 from bridge.publish.message import HeaderValue, OutgoingMessage
 from bridge.publish.topology import TopologyConflict, declare_topology
 from tests.support import (

@@ -1,0 +1,112 @@
+"""Which action an AMI response or list event answers: routing by ActionID.
+
+Approach
+--------
+Each action gets a fresh ``ActionID`` (``amib-<n>``) and a pending entry keyed by it,
+with a future for its :class:`ActionResult`.  A response resolves its entry; a list
+action (``EventList: start``) stays open and collects the events carrying its ActionID
+until the one with ``EventList: Complete``.  What answers no waiting action is handed
+back to the caller (the routing methods return False), which decides where it goes:
+events join the event stream, a stray response is dropped.  Nothing here reads or
+writes a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+from bridge.ami.errors import AmiConnectionError
+from bridge.ami.protocol import Event, Response
+
+__all__ = ["ActionResult", "PendingActions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The answer to one action: its response and, for list actions, the item events."""
+
+    response: Response
+    #: Item events of a list action, in wire order, without the closing event.
+    events: list[Event] = field(default_factory=list)
+    #: The ``EventList: Complete`` event that closed a list action (it has ``ListItems``).
+    complete: Event | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the response is ``Response: Error`` (or another failure status)."""
+        return self.response.is_success
+
+
+@dataclass(slots=True)
+class _PendingAction:
+    future: asyncio.Future[ActionResult]
+    response: Response | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def _is_list_start(response: Response) -> bool:
+    return (response.get("EventList") or "").lower() == "start"
+
+
+def _is_list_complete(event: Event) -> bool:
+    return (event.get("EventList") or "").lower() == "complete"
+
+
+class PendingActions:
+    """The actions of one connection that wait for their answer, keyed by ActionID."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _PendingAction] = {}
+
+    def new_id(self) -> str:
+        """A fresh ActionID, never handed out before by this instance."""
+        return f"amib-{next(self._ids)}"
+
+    def expect(self, action_id: str) -> asyncio.Future[ActionResult]:
+        """Register ``action_id`` as waiting; the future resolves with its answer."""
+        pending = _PendingAction(asyncio.get_running_loop().create_future())
+        self._pending[action_id] = pending
+        return pending.future
+
+    def forget(self, action_id: str) -> None:
+        """Stop waiting for ``action_id`` (answered, timed out or failed)."""
+        del self._pending[action_id]
+
+    def fail_all(self, reason: AmiConnectionError) -> None:
+        """Fail every action still waiting with an :class:`AmiConnectionError` of ``reason``."""
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(AmiConnectionError(str(reason)))
+
+    def route_response(self, response: Response) -> bool:
+        """Hand ``response`` to its action; False if no action waits for a response with its ID.
+
+        A successful ``EventList: start`` response keeps its action open for the item
+        events; any other response answers the action at once.
+        """
+        pending = self._pending.get(response.action_id or "")
+        if pending is None or pending.response is not None:
+            return False
+        if _is_list_start(response) and response.is_success:
+            pending.response = response
+        elif not pending.future.done():
+            pending.future.set_result(ActionResult(response))
+        return True
+
+    def route_event(self, event: Event) -> bool:
+        """Add ``event`` to the list action it belongs to; False if it belongs to none."""
+        # Checked on every event read: with no action waiting (the usual case), answer
+        # without splitting the event's headers.
+        if not self._pending:
+            return False
+        pending = self._pending.get(event.action_id or "")
+        if pending is None or pending.response is None:
+            return False
+        if not _is_list_complete(event):
+            pending.events.append(event)
+        elif not pending.future.done():
+            pending.future.set_result(ActionResult(pending.response, pending.events, event))
+        return True

@@ -1,0 +1,186 @@
+"""One simulated manager session: its state, and its answer to each action, as in Asterisk.
+
+Approach
+--------
+A :class:`SimulatorSession` keeps what Asterisk keeps per manager session: whether it is
+logged in, its event mask and its MD5 challenge.  :class:`SessionActions` answers the
+requests of one session in order, through a table from lower-case action name to
+handler, the way Asterisk's per-session thread does: a failed login's delay holds up
+that session only.  Replies echo ``ActionID`` only when the request had a non-empty one,
+and every reply goes through :func:`~bridge.ami.protocol.serialize`.
+
+:class:`SessionActions` is mixed into :class:`~bridge.ami.simulator.AmiSimulator`, which
+owns the connections; the attributes it needs from there are declared on the class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from bridge.ami.event_mask import ALL_CLASSES, PERMS, parse_event_mask
+from bridge.ami.protocol import AmiParser, Header, Message, serialize
+from bridge.ami.traffic import TrafficGenerator
+
+__all__ = ["SessionActions", "SimulatorSession"]
+
+_PRE_LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
+
+
+def _reply(request: Message, status: str, *headers: Header) -> list[Header]:
+    # Asterisk echoes ActionID only when the request had a non-empty one.
+    action_id = request.action_id
+    head = [("Response", status), ("ActionID", action_id)] if action_id else [("Response", status)]
+    return [*head, *headers]
+
+
+class SimulatorSession:
+    """One client connection and what Asterisk keeps per manager session."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.parser = AmiParser(expect_banner=False)
+        self.logged_in = False
+        self.mask = ALL_CLASSES
+        self.challenge = ""
+        self.wrote = asyncio.Event()
+
+    def is_open(self) -> bool:
+        return not self.writer.is_closing()
+
+    def accepts(self, mask: int) -> bool:
+        return self.mask & mask == mask
+
+    def write(self, data: bytes) -> None:
+        if data and self.is_open():
+            self.writer.write(data)
+            self.wrote.set()
+
+    def send(self, *messages: list[Header]) -> None:
+        self.write(b"".join(serialize(m) for m in messages))
+
+    def close(self) -> None:
+        """Close after what was written reaches the socket (``Goodbye``, failed login)."""
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+_Handler = Callable[["SessionActions", SimulatorSession, Message], Awaitable[None]]
+
+
+class SessionActions:
+    """Answers each session's actions; mixed into the server that owns the sessions."""
+
+    # Provided by that server:
+    user: str
+    auth_failure_delay: float
+    answer_pings: bool
+    _secret: str
+    _clock: Callable[[], float]
+    _started_at: float
+    _traffic: TrafficGenerator
+
+    def _notify(self) -> None:
+        """Wake whoever waits for the set of logged-in sessions to change."""
+        raise NotImplementedError
+
+    async def _dispatch(self, session: SimulatorSession, request: Message) -> None:
+        action = (request.get("Action") or "").strip()
+        name = action.lower()
+        if not name:
+            session.send(_reply(request, "Error", ("Message", "Missing action in request")))
+        elif not session.logged_in and name not in _PRE_LOGIN_ACTIONS:
+            session.send(_reply(request, "Error", ("Message", "Permission denied")))
+        elif (handler := _ACTIONS.get(name)) is not None:
+            await handler(self, session, request)
+        else:
+            hint = "Use Action: ListCommands to show available commands."
+            message = f"Invalid/unknown command: {action}. {hint}"
+            session.send(_reply(request, "Error", ("Message", message)))
+
+    async def _login(self, session: SimulatorSession, request: Message) -> None:
+        if session.logged_in:
+            session.send(_reply(request, "Success", ("Message", "Already authenticated")))
+            return
+        if not self._credentials_ok(session, request):
+            await asyncio.sleep(self.auth_failure_delay)
+            session.send(_reply(request, "Error", ("Message", "Authentication failed")))
+            session.close()
+            return
+        mask = parse_event_mask(request.get("Events"))
+        if mask is not None:
+            session.mask = mask
+        session.logged_in = True
+        accepted = _reply(request, "Success", ("Message", "Authentication accepted"))
+        if session.accepts(PERMS["system"]):
+            uptime = str(int(time.monotonic() - self._started_at))
+            booted = [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", uptime)]
+            session.send(accepted, [*booted, ("LastReload", uptime), ("Status", "Fully Booted")])
+        else:
+            session.send(accepted)
+        self._notify()
+
+    def _credentials_ok(self, session: SimulatorSession, request: Message) -> bool:
+        # Asterisk matches the user name with strcasecmp and the secret with strcmp.
+        if (request.get("Username") or "").lower() != self.user.lower():
+            return False
+        if (request.get("AuthType") or "").lower() == "md5":
+            if not session.challenge:
+                return False
+            expected = hashlib.md5((session.challenge + self._secret).encode()).hexdigest()
+            return hmac.compare_digest(expected, request.get("Key") or "")
+        return hmac.compare_digest(self._secret.encode(), (request.get("Secret") or "").encode())
+
+    async def _challenge(self, session: SimulatorSession, request: Message) -> None:
+        if (request.get("AuthType") or "").lower() != "md5":
+            session.send(_reply(request, "Error", ("Message", "Must specify AuthType")))
+            return
+        if not session.challenge:
+            session.challenge = str(secrets.randbelow(2**31))
+        session.send(_reply(request, "Success", ("Challenge", session.challenge)))
+
+    async def _logoff(self, session: SimulatorSession, request: Message) -> None:
+        session.send(_reply(request, "Goodbye", ("Message", "Thanks for all the fish.")))
+        session.close()
+
+    async def _ping(self, session: SimulatorSession, request: Message) -> None:
+        if self.answer_pings:
+            stamp = f"{self._clock():.6f}"
+            session.send(_reply(request, "Success", ("Ping", "Pong"), ("Timestamp", stamp)))
+
+    async def _events(self, session: SimulatorSession, request: Message) -> None:
+        mask = parse_event_mask(request.get("EventMask"))
+        if mask is None:
+            session.send(_reply(request, "Error", ("Message", "Invalid event mask")))
+            return
+        session.mask = mask
+        session.send(_reply(request, "Success", ("Events", "On" if mask else "Off")))
+
+    async def _core_show_channels(self, session: SimulatorSession, request: Message) -> None:
+        action_id = request.action_id
+        tag = [("ActionID", action_id)] if action_id else []
+        items = self._traffic.show_channels()
+        start = ("EventList", "start"), ("Message", "Channels will follow")
+        complete = [("EventList", "Complete"), ("ListItems", str(len(items)))]
+        session.send(
+            _reply(request, "Success", *start),
+            *([("Event", "CoreShowChannel"), *tag, *body] for body in items),
+            [("Event", "CoreShowChannelsComplete"), *tag, *complete],
+        )
+
+
+_ACTIONS: dict[str, _Handler] = {
+    "login": SessionActions._login,
+    "challenge": SessionActions._challenge,
+    "logoff": SessionActions._logoff,
+    "ping": SessionActions._ping,
+    "events": SessionActions._events,
+    "coreshowchannels": SessionActions._core_show_channels,
+}
