@@ -44,6 +44,43 @@ DEFAULT_EXCHANGE = "ami.events"
 DEFAULT_METRICS_PORT = 9108
 DEFAULT_SERVER_ID = "pbx1"
 
+#: Actions that only read state: what the bus may run unless the operator enables more.
+READ_ONLY_ACTIONS = (
+    "Ping",
+    "CoreStatus",
+    "CoreSettings",
+    "CoreShowChannels",
+    "CoreShowChannelMap",
+    "Status",
+    "DeviceStateList",
+    "ExtensionState",
+    "ExtensionStateList",
+    "PresenceState",
+    "PresenceStateList",
+    "QueueStatus",
+    "QueueSummary",
+    "Queues",
+    "Agents",
+    "BridgeList",
+    "BridgeInfo",
+    "ParkedCalls",
+    "Parkinglots",
+    "PJSIPShowEndpoints",
+    "PJSIPShowEndpoint",
+    "PJSIPShowContacts",
+    "PJSIPShowRegistrationsOutbound",
+    "SIPpeers",
+    "SIPshowpeer",
+    "IAXpeerlist",
+    "IAXpeers",
+    "MailboxCount",
+    "MailboxStatus",
+    "ListCategories",
+    "ListCommands",
+    "ShowDialPlan",
+    "Getvar",
+)
+
 _SERVER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -170,6 +207,38 @@ class Settings(BaseSettings):
     )
     publish_window: int = Field(1000, ge=1, description="Publishes in flight awaiting confirms.")
     include_raw: bool = Field(False, description="Add the raw AMI headers to every message.")
+    redact_headers: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="AMI headers to leave out of published events (case-insensitive glob "
+        "patterns, e.g. *ChanVariable,*CallerIDName); they are removed before validation.",
+    )
+
+    # -- state resync after a (re)login -------------------------------------------------
+    resync_actions: Annotated[list[str], NoDecode] = Field(
+        default=[
+            "CoreShowChannels",
+            "DeviceStateList",
+            "ExtensionStateList",
+            "QueueStatus",
+            "PJSIPShowEndpoints|SIPpeers|IAXpeerlist",
+        ],
+        description="List actions run after FullyBooted; their items are published as "
+        "snapshot events. A|B runs the first the PBX knows. Empty turns resync off.",
+    )
+
+    # -- AMI actions over the bus ---------------------------------------------------------
+    rpc_exchange: str = Field(
+        "ami.actions", description="Exchange the bridge takes action requests from ('' = off)."
+    )
+    rpc_allow: Annotated[list[str], NoDecode] = Field(
+        default=list(READ_ONLY_ACTIONS),
+        description="Actions the bus may run: read-only ones by default.",
+    )
+    rpc_enable: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Further actions to allow, each named explicitly (e.g. Originate).",
+    )
+    rpc_timeout: float = Field(10.0, gt=0, description="Seconds an action may take.")
 
     # -- journal -----------------------------------------------------------------------
     journal_dir: Path = Field(Path("journal"), description="Directory of the write-ahead journal.")
@@ -193,9 +262,11 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
 
-    @field_validator("ami", mode="before")
+    @field_validator(
+        "ami", "redact_headers", "resync_actions", "rpc_allow", "rpc_enable", mode="before"
+    )
     @classmethod
-    def _split_ami(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         return _split_list(value)
 
     @model_validator(mode="after")
