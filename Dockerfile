@@ -26,7 +26,8 @@ RUN /opt/ami-bridge/bin/pip install --no-cache-dir . \
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
-ARG SOURCE_URL=https://github.com/ami-bridge/ami-bridge
+# The repository the image was built from: docker build --build-arg SOURCE_URL=...
+ARG SOURCE_URL=""
 LABEL org.opencontainers.image.title="ami-bridge" \
       org.opencontainers.image.description="Bridge Asterisk Manager Interface (AMI) events to RabbitMQ, typed, journalled and confirmed." \
       org.opencontainers.image.source="${SOURCE_URL}" \

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import ssl
 import threading
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 
 from bridge.ami.actions import ActionResult
 from bridge.ami.backoff import Backoff
-from bridge.ami.client import AmiConnection, ConnectionOptions
+from bridge.ami.client import AmiConnection, ConnectionOptions, PathLike, tls_client_context
 from bridge.ami.errors import RETRYABLE, ActionTimeout, AmiConnectionError, AmiError, LoginFailed
 from bridge.ami.listener import Connected, Disconnected, ItemRouter, SessionListener
 from bridge.ami.login import AuthMethod, SecretSource, log_in
@@ -74,6 +73,14 @@ class _MonotonicMillis:
 next_unix_ms_epoch: Callable[[], int] = _MonotonicMillis()
 
 
+def _client_context(target: AmiTarget, ca_file: PathLike | None) -> ssl.SSLContext:
+    """The TLS context for ``target``; an unreadable CA file is a configuration error."""
+    try:
+        return tls_client_context(ca_file)
+    except OSError as exc:  # ssl.SSLError included
+        raise ValueError(f"CA file for {target}: {exc}") from None
+
+
 class _StopRequestedError(Exception):
     """Internal: :meth:`AmiSession.stop` interrupted the current step."""
 
@@ -97,7 +104,7 @@ class AmiSession:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         rng: Callable[[], float] = random.random,
-        ca_file: str | os.PathLike[str] | None = None,
+        ca_file: PathLike | None = None,
         connection: ConnectionOptions | None = None,
         action_timeout: float = 10.0,
         logoff_timeout: float = 1.0,
@@ -109,8 +116,8 @@ class AmiSession:
         ``ca_file`` adds a CA bundle for ``amis://`` targets; verification is always on.
 
         Raises:
-            ValueError: ``auth`` is unknown, or ``ca_file`` is given for a plain target.
-            OSError, ssl.SSLError: ``ca_file`` cannot be read.
+            ValueError: ``auth`` is unknown, ``ca_file`` is given for a plain target, or
+                ``ca_file`` cannot be read or holds no certificate (the text names it).
         """
         if auth not in ("md5", "plain"):
             raise ValueError(f"auth must be 'md5' or 'plain', got {auth!r}")
@@ -123,7 +130,7 @@ class AmiSession:
         self._events = events
         self._retry_on_login_failure = retry_on_login_failure
         self._backoff = Backoff(base=backoff_base, cap=backoff_cap, rng=rng)
-        self._ssl_context = ssl.create_default_context(cafile=ca_file) if target.tls else None
+        self._ssl_context = _client_context(target, ca_file) if target.tls else None
         self._options = connection or ConnectionOptions()
         self._action_timeout = action_timeout
         self._logoff_timeout = logoff_timeout

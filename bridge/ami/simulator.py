@@ -22,6 +22,12 @@ logged-in session whose event mask accepts it.  Traffic runs only while at least
 session is logged in (and ``duration`` counts from the first login), so a seeded run
 delivers the same sequence to its first client however long that client took to connect.
 
+TLS: given a server ``ssl_context``, the simulator serves ``amis://`` (AMI over TLS, as
+Asterisk's ``tlsenable``/``tlsbindaddr`` do) on the same port; everything above the
+socket is unchanged.  A client that gives up during the handshake (an untrusted
+certificate, say) costs the server nothing: asyncio drops that connection before a
+session exists.
+
 Test and fault hooks: :meth:`~AmiSimulator.inject`, :meth:`~AmiSimulator.drop_connections`,
 :attr:`~AmiSimulator.answer_pings`, :attr:`~AmiSimulator.events_sent`,
 :attr:`~AmiSimulator.sessions`, :meth:`~AmiSimulator.wait_for_sessions`,
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -65,6 +72,8 @@ class AmiSimulator(SessionActions):
         write_timeout: a drain that waits longer counts as a slow write (Asterisk: 100 ms).
         disconnect_slow: disconnect a session on a slow write, as Asterisk does.
         clock: wall clock for timestamps and uniqueids.
+        ssl_context: a server context (certificate and key loaded) to serve AMI over
+            TLS; ``None`` serves plain TCP.
     """
 
     def __init__(
@@ -82,6 +91,7 @@ class AmiSimulator(SessionActions):
         write_timeout: float = 0.1,
         disconnect_slow: bool = False,
         clock: Callable[[], float] = time.time,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be >= 0")
@@ -103,6 +113,7 @@ class AmiSimulator(SessionActions):
         self.max_write_stall = 0.0
         #: Writes that stalled longer than ``write_timeout`` (each a disconnect in Asterisk).
         self.slow_disconnects = 0
+        self.ssl_context = ssl_context
         self._requested_port = port
         self._clock = clock
         self._traffic = TrafficGenerator(seed, legacy=legacy, clock=clock)
@@ -115,7 +126,15 @@ class AmiSimulator(SessionActions):
         self._started_at = time.monotonic()
 
     def __repr__(self) -> str:
-        return f"AmiSimulator(host={self.host!r}, port={self.port}, user={self.user!r})"
+        return (
+            f"AmiSimulator(host={self.host!r}, port={self.port}, user={self.user!r}, "
+            f"tls={self.tls})"
+        )
+
+    @property
+    def tls(self) -> bool:
+        """True when the simulator serves AMI over TLS (``amis://``)."""
+        return self.ssl_context is not None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -126,7 +145,9 @@ class AmiSimulator(SessionActions):
             OSError: the address cannot be bound.
         """
         self._stopped.clear()
-        self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self._requested_port, ssl=self.ssl_context
+        )
         self._started_at = time.monotonic()
         if self.rate > 0:
             self._pump = asyncio.create_task(self._generate(), name="ami-simulator-traffic")

@@ -2,6 +2,9 @@
 
 A thin shell around :class:`bridge.ami.simulator.AmiSimulator`: flags in, one log line
 out (host, port and user, never the secret), then serve until a signal arrives.
+
+``--tls-cert FILE`` (with ``--tls-key FILE`` unless the key is in the same file) serves
+``amis://`` instead, on port 5039 unless ``--port`` says otherwise, as Asterisk does.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
+from pathlib import Path
 
 from bridge.ami.simulator import AmiSimulator
+from bridge.ami.target import DEFAULT_PORT, DEFAULT_TLS_PORT
 from bridge.cli.exit_codes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -43,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=_port,
-        default=5038,
-        help="TCP port, 0 for any free one (default: %(default)s)",
+        default=None,
+        help=f"TCP port, 0 for any free one (default: {DEFAULT_PORT}, "
+        f"{DEFAULT_TLS_PORT} with --tls-cert)",
     )
     parser.add_argument(
         "--rate",
@@ -76,6 +83,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send Asterisk 1.4 event shapes (default: Asterisk 22)",
     )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="PEM certificate chain: serve AMI over TLS (amis://)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        default=None,
+        help="PEM private key of --tls-cert (default: read from the --tls-cert file)",
+    )
+
+
+def server_context(cert_file: Path, key_file: Path | None) -> ssl.SSLContext:
+    """The TLS context that presents ``cert_file`` (and its key) to clients.
+
+    Raises:
+        OSError: a file cannot be read.
+        ssl.SSLError: a file holds no certificate or key, or they do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def resolve_secret(flag: str | None) -> str:
@@ -87,20 +118,34 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.tls_key is not None and args.tls_cert is None:
+        log.error("--tls-key needs --tls-cert")
+        return int(ExitCode.CONFIG_ERROR)
+    context = None
+    if args.tls_cert is not None:
+        try:
+            context = server_context(args.tls_cert, args.tls_key)
+        except OSError as e:  # ssl.SSLError included
+            log.error("cannot load the TLS certificate %s: %s", args.tls_cert, e)
+            return int(ExitCode.CONFIG_ERROR)
+    port = args.port
+    if port is None:
+        port = DEFAULT_TLS_PORT if context is not None else DEFAULT_PORT
     simulator = AmiSimulator(
         host=args.host,
-        port=args.port,
+        port=port,
         user=args.user,
         secret=resolve_secret(args.secret),
         rate=args.rate,
         duration=args.duration,
         seed=args.seed,
         legacy=args.legacy,
+        ssl_context=context,
     )
     try:
         asyncio.run(_serve(simulator))
     except OSError as e:
-        log.error("cannot listen on %s:%s: %s", args.host, args.port, e.strerror or e)
+        log.error("cannot listen on %s:%s: %s", args.host, port, e.strerror or e)
         return int(ExitCode.FAILURE)
     return int(ExitCode.OK)
 
@@ -112,7 +157,8 @@ async def _serve(simulator: AmiSimulator) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with simulator:
         log.info(
-            "AMI simulator listening on %s:%d as user %r (%s events/s, %s)",
+            "AMI simulator listening on %s://%s:%d as user %r (%s events/s, %s)",
+            "amis" if simulator.tls else "ami",
             simulator.host,
             simulator.port,
             simulator.user,

@@ -47,7 +47,9 @@ from bridge.publish.broker import (
     BrokerError,
     BrokerUnavailable,
     TlsOptions,
+    describe_failure,
     mask_url,
+    scrub,
 )
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.topology import DEFAULT_EXCHANGE, declare_topology
@@ -185,7 +187,8 @@ class AmqpPublisher(Generic[T]):
             raise BrokerAuthError(f"{url.host}:{port}", url.user or "", self._scrub(e)) from None
         except (aiormq.exceptions.AMQPError, OSError, TimeoutError, StopAsyncIteration) as e:
             # aiormq lets StopAsyncIteration out when the peer closes during the handshake.
-            raise BrokerUnavailable(f"broker {where} unavailable: {self._scrub(e)}") from None
+            why = describe_failure(e, self._url)
+            raise BrokerUnavailable(f"broker {where} unavailable: {why}") from None
         try:
             channel = await connection.channel(publisher_confirms=True)
             await declare_topology(channel, self.exchange)
@@ -364,9 +367,7 @@ class AmqpPublisher(Generic[T]):
 
     def _scrub(self, error: BaseException) -> str:
         """``str(error)`` with the password removed, in case a library echoed the URL."""
-        text = str(error) or type(error).__name__
-        password = yarl.URL(self._url).password
-        return text.replace(password, "***") if password else text
+        return scrub(str(error) or type(error).__name__, self._url)
 
 
 def _why(returned: DeliveredMessage | None) -> str:

@@ -6,17 +6,47 @@ Failures come in two kinds a caller can tell apart: :class:`BrokerAuthError` (th
 broker refused the user) and :class:`BrokerUnavailable` (the broker cannot be reached, or
 the connection is gone), both a :class:`BrokerError`.  The AMQP password never reaches a
 log line or an error text: :func:`mask_url` replaces it with ``***`` wherever a URL is
-shown.
+shown, and :func:`scrub` removes it from any text a library produced.
+
+TLS
+---
+An ``amqps://`` URL connects over TLS with :class:`TlsOptions`: the system's CAs plus
+``ca_file`` (``amqp_ca_file``), the certificate chain and the URL's host name verified
+unless ``verify`` is off (``amqp_tls_verify``), and an optional client certificate
+(``cert_file``, ``key_file``) for brokers that ask for one.  A handshake that fails is a
+:class:`BrokerUnavailable`, retried with backoff like any outage, and says why::
+
+    broker amqps://bridge:***@rabbitmq:5671/ unavailable: TLS handshake failed:
+      certificate verification failed: unable to get local issuer certificate
+      (CERTIFICATE_VERIFY_FAILED); the CA that signed the server's certificate is not
+      trusted: configure its CA bundle
+    ... certificate verification failed: Hostname mismatch, certificate is not valid for
+      'rabbitmq' (CERTIFICATE_VERIFY_FAILED); the server's certificate does not list
+      this host: connect by a name it lists
+
+A CA, certificate or key file that cannot be read is not an outage: building the
+context raises :class:`OSError` (or :class:`ssl.SSLError`) naming the file.
 """
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import yarl
 
-__all__ = ["BrokerAuthError", "BrokerError", "BrokerUnavailable", "TlsOptions", "mask_url"]
+from bridge.ami.client import maybe_tls_failure, tls_client_context
+
+__all__ = [
+    "BrokerAuthError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "TlsOptions",
+    "describe_failure",
+    "mask_url",
+    "scrub",
+]
 
 
 class BrokerError(Exception):
@@ -42,6 +72,23 @@ def mask_url(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 
+def scrub(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` replaced by ``***``, as typed or URL-encoded."""
+    parsed = yarl.URL(url)
+    forms = {parsed.password, parsed.raw_password, quote(parsed.password or "", safe="")}
+    for form in sorted(filter(None, forms), key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def describe_failure(error: BaseException, url: str) -> str:
+    """Why using the broker at ``url`` failed, in one line, without its password."""
+    tls_failure = maybe_tls_failure(error)
+    if tls_failure is not None:
+        return f"TLS handshake failed: {tls_failure}"
+    return scrub(str(error) or type(error).__name__, url)
+
+
 @dataclass(frozen=True, slots=True)
 class TlsOptions:
     """TLS settings for ``amqps://`` URLs.  Verification is on unless ``verify`` is False."""
@@ -55,13 +102,12 @@ class TlsOptions:
         """Build the client context.
 
         Raises:
-            OSError: a CA, certificate or key file cannot be read.
-            ssl.SSLError: a file is not a valid certificate or key.
+            OSError: a CA, certificate or key file cannot be read; the text names it.
+            ssl.SSLError: a file is not a valid certificate or key; the text names it.
         """
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return tls_client_context(
+            self.ca_file,
+            cert_file=self.cert_file or None,
+            key_file=self.key_file or None,
+            verify=self.verify,
+        )

@@ -10,6 +10,10 @@ Layout: a fixed little-endian head (kind, epoch, seq, received_at) and a payload
 * ``EVENT``: the message's raw header bytes (``Message.raw``);
 * ``MALFORMED``: JSON ``{"reason", "headers", "data"}`` (data in base64);
 * ``STATUS``: JSON ``{"status", "fields"}``, the bridge's own status messages.
+
+The kind byte's high bit flags an event read as an item of a state resync (a
+*snapshot*), so a snapshot costs no extra byte and records written before the flag
+existed read back unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from bridge.ami.protocol import Event, Malformed
 __all__ = ["Record", "RecordKind", "decode", "encode_event", "encode_malformed", "encode_status"]
 
 _HEAD = struct.Struct("<BQQd")
+#: Set in the kind byte of an event read as a state resync item.
+_SNAPSHOT = 0x80
 
 
 class RecordKind(IntEnum):
@@ -42,6 +48,8 @@ class Record:
     seq: int
     received_at: float
     payload: bytes
+    #: True for an event read as an item of a state resync.
+    snapshot: bool = False
 
     def event(self) -> Event:
         return Event.from_raw(self.payload)
@@ -61,8 +69,12 @@ def _json_safe(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def encode_event(epoch: int, seq: int, received_at: float, event: Event) -> bytes:
-    return _HEAD.pack(RecordKind.EVENT, epoch, seq, received_at) + event.raw
+def encode_event(
+    epoch: int, seq: int, received_at: float, event: Event, *, snapshot: bool = False
+) -> bytes:
+    """An ``EVENT`` record; ``snapshot`` marks an item read by a state resync."""
+    kind = RecordKind.EVENT | _SNAPSHOT if snapshot else RecordKind.EVENT
+    return _HEAD.pack(kind, epoch, seq, received_at) + event.raw
 
 
 def encode_malformed(epoch: int, seq: int, received_at: float, item: Malformed) -> bytes:
@@ -92,4 +104,7 @@ def decode(record: bytes) -> Record:
     if len(record) < _HEAD.size:
         raise ValueError(f"journal record of {len(record)} bytes is shorter than its head")
     kind, epoch, seq, received_at = _HEAD.unpack_from(record)
-    return Record(RecordKind(kind), epoch, seq, received_at, record[_HEAD.size :])
+    snapshot = bool(kind & _SNAPSHOT)
+    return Record(
+        RecordKind(kind & ~_SNAPSHOT), epoch, seq, received_at, record[_HEAD.size :], snapshot
+    )

@@ -158,7 +158,7 @@ def test_oci_labels() -> None:
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert args["VERSION"] == __version__
     assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"
-    assert args["SOURCE_URL"].startswith("https://")
+    assert "SOURCE_URL" in args  # set at build time; no repository is assumed
 
 
 def test_environment_for_a_read_only_root() -> None:

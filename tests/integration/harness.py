@@ -326,6 +326,26 @@ class BridgeProcess:
         await self.ensure_stopped()
 
 
+async def replay(path: Path, server: str) -> tuple[int, bytes, bytes]:
+    """Run ``ami-bridge replay PATH --stdout``: its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "replay",
+        str(path),
+        "--stdout",
+        "--server-id",
+        server,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out, err
+
+
 def json_lines(text: bytes) -> list[Body]:
     """Parse JSON-lines output."""
     return [orjson.loads(line) for line in text.splitlines() if line.strip()]

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import re
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from bridge.ami.simulator import AmiSimulator
 from tests.ami.fake_server import FakeAmiServer
 from tests.integration.contract import Body, validate_body
-from tests.integration.harness import SECRET, BridgeProcess, json_lines, run_args, wait_for
+from tests.integration.harness import SECRET, BridgeProcess, json_lines, replay, run_args, wait_for
 from tests.support import AmqpNames
 
 SERVER = "pbx1"
@@ -160,21 +159,8 @@ async def test_replay_of_a_malformed_capture_gives_one_line_per_event(tmp_path: 
     data, keys = malformed_capture()
     path = tmp_path / "malformed.ami"
     await asyncio.to_thread(path.write_bytes, data)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "replay",
-        str(path),
-        "--stdout",
-        "--server-id",
-        SERVER,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode == 0
+    code, out, err = await replay(path, SERVER)
+    assert code == 0
     assert "3 message(s) went to the invalid route" in err.decode()
     lines = json_lines(out)
     assert [line["routing_key"] for line in lines] == keys

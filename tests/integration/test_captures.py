@@ -13,7 +13,6 @@ name the connection differ: ``epoch``, ``seq`` and ``id`` (the live bridge numbe
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,14 @@ from bridge.ami.protocol import Message
 from tests.ami.fake_server import FakeAmiServer, ServerConnection, reply
 from tests.events.wire import CAPTURES, parse_events
 from tests.integration.contract import Body
-from tests.integration.harness import SECRET, Consumer, bridge_settings, json_lines, running_bridge
+from tests.integration.harness import (
+    SECRET,
+    Consumer,
+    bridge_settings,
+    json_lines,
+    replay,
+    running_bridge,
+)
 from tests.support import AmqpNames
 
 SERVER = "pbx1"
@@ -54,21 +60,8 @@ def comparable(routing_key: str, headers: dict[str, Any], body: Body) -> tuple[A
 
 async def replay_stdout(path: Path) -> list[Body]:
     """The JSON lines ``ami-bridge replay FILE --stdout`` prints for ``path``."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "replay",
-        str(path),
-        "--stdout",
-        "--server-id",
-        SERVER,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    code, out, err = await replay(path, SERVER)
+    assert code == 0, err.decode()
     return json_lines(out)
 
 
