@@ -14,6 +14,8 @@ environment variable takes a comma-separated list, or the TOML file gives
 from __future__ import annotations
 
 import re
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -21,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -36,6 +39,7 @@ from pydantic_settings import (
 )
 
 from bridge.ami.target import AmiTarget, parse_ami_url
+from bridge.publish.broker import TlsOptions, mask_url
 
 ENV_PREFIX = "AMI_BRIDGE_"
 DEFAULT_AMI_URL = "ami://bridge@127.0.0.1:5038"
@@ -118,7 +122,8 @@ ServerId = Annotated[str, AfterValidator(check_server_id)]
 class AmiServer(BaseModel):
     """One PBX: its id (the first routing-key segment) and how to reach its AMI."""
 
-    model_config = {"extra": "forbid", "frozen": True}
+    # Validation errors would quote the input, which can hold a secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     id: Annotated[ServerId, Field(description="Server id, the first segment of routing keys.")]
     url: Annotated[str, Field(description="ami://user@host:5038, or amis:// for TLS.")]
@@ -139,15 +144,20 @@ class AmiServer(BaseModel):
 
 
 def _split_list(value: Any) -> Any:
+    """Comma-separated text (the environment) or a list of such texts (repeated flags)."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [part for item in value for part in _split_list(item)]
     return value
 
 
 class Settings(BaseSettings):
     """Everything ``ami-bridge run`` can be told.  See the README's configuration reference."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", hide_input_in_errors=True
+    )
 
     #: Set by :func:`load_settings` so the TOML source knows which file to read.
     config_file: ClassVar[Path | None] = None
@@ -271,6 +281,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_servers(self) -> Settings:
+        if self.amqp_ca_file is not None and not self.amqp.startswith("amqps://"):
+            raise ValueError("amqp_ca_file is only used with an amqps:// broker URL")
         ids = [server.id for server in self.resolved_servers()]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -290,6 +302,11 @@ class Settings(BaseSettings):
         if cls.config_file is not None:
             sources += (TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file),)
         return sources
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A password typed into the broker URL must not reach a log through a repr.
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "amqp" else value)
 
     def resolved_servers(self) -> list[AmiServer]:
         """Every PBX to bridge: the ``servers`` tables, else one per ``ami`` URL."""
@@ -314,6 +331,22 @@ class Settings(BaseSettings):
         if own is not None:
             return own
         return read_secret(self.ami_secret, self.ami_secret_file, "AMI secret")
+
+    def amqp_tls(self) -> TlsOptions | None:
+        """TLS options for an ``amqps://`` broker (None for ``amqp://``), checked now.
+
+        Raises:
+            ValueError: the CA file cannot be read or parsed.
+        """
+        if not self.amqp.startswith("amqps://"):
+            return None
+        ca_file = str(self.amqp_ca_file) if self.amqp_ca_file else None
+        tls = TlsOptions(ca_file=ca_file, verify=self.amqp_tls_verify)
+        try:
+            tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"the amqp_ca_file is unusable: {exc}") from None
+        return tls
 
     def amqp_url_with_password(self) -> str:
         """The broker URL with the password from the password setting or file filled in."""

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.ami.errors import AmiConnectionError
 from bridge.ami.protocol import Event, Response
 
-__all__ = ["ActionResult", "PendingActions"]
+__all__ = [
+    "ActionResult",
+    "AnswerHook",
+    "PendingActions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +44,14 @@ class ActionResult:
         return self.response.is_success
 
 
+#: Called by the reader with an action's answer, at the answer's place in the stream.
+AnswerHook = Callable[[ActionResult], None]
+
+
 @dataclass(slots=True)
 class _PendingAction:
     future: asyncio.Future[ActionResult]
+    on_answer: AnswerHook | None = None
     response: Response | None = None
     events: list[Event] = field(default_factory=list)
 
@@ -57,17 +67,26 @@ def _is_list_complete(event: Event) -> bool:
 class PendingActions:
     """The actions of one connection that wait for their answer, keyed by ActionID."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush: Callable[[], None] = lambda: None) -> None:
+        """``flush`` hands on the stream items read so far; it runs before an answer hook."""
         self._ids = itertools.count(1)
         self._pending: dict[str, _PendingAction] = {}
+        self._flush = flush
 
     def new_id(self) -> str:
         """A fresh ActionID, never handed out before by this instance."""
         return f"amib-{next(self._ids)}"
 
-    def expect(self, action_id: str) -> asyncio.Future[ActionResult]:
-        """Register ``action_id`` as waiting; the future resolves with its answer."""
-        pending = _PendingAction(asyncio.get_running_loop().create_future())
+    def expect(
+        self, action_id: str, on_answer: AnswerHook | None = None
+    ) -> asyncio.Future[ActionResult]:
+        """Register ``action_id`` as waiting; the future resolves with its answer.
+
+        ``on_answer`` is called synchronously when the answer is complete, after every
+        stream item read before it has been flushed and before any read after it: the
+        caller can record the answer at its exact place in the event stream.
+        """
+        pending = _PendingAction(asyncio.get_running_loop().create_future(), on_answer)
         self._pending[action_id] = pending
         return pending.future
 
@@ -92,8 +111,8 @@ class PendingActions:
             return False
         if _is_list_start(response) and response.is_success:
             pending.response = response
-        elif not pending.future.done():
-            pending.future.set_result(ActionResult(response))
+        else:
+            self._answer(pending, ActionResult(response))
         return True
 
     def route_event(self, event: Event) -> bool:
@@ -107,6 +126,14 @@ class PendingActions:
             return False
         if not _is_list_complete(event):
             pending.events.append(event)
-        elif not pending.future.done():
-            pending.future.set_result(ActionResult(pending.response, pending.events, event))
+        else:
+            self._answer(pending, ActionResult(pending.response, pending.events, event))
         return True
+
+    def _answer(self, pending: _PendingAction, result: ActionResult) -> None:
+        if pending.future.done():
+            return
+        if pending.on_answer is not None:
+            self._flush()
+            pending.on_answer(result)
+        pending.future.set_result(result)

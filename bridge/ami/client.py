@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from bridge.ami.actions import ActionResult, PendingActions
+from bridge.ami.actions import ActionResult, AnswerHook, PendingActions
 from bridge.ami.errors import ActionTimeout, AmiConnectionError
 from bridge.ami.protocol import (
     DEFAULT_MAX_HEADERS,
@@ -70,7 +70,6 @@ from bridge.ami.protocol import (
 from bridge.ami.target import AmiTarget
 
 __all__ = [
-    "ActionResult",
     "AmiConnection",
     "ConnectionOptions",
     "ItemsCallback",
@@ -162,7 +161,7 @@ def _naming(path: PathLike | None) -> Iterator[None]:
         detail = exc.reason or exc.strerror or str(exc)
         raise ssl.SSLError(exc.errno, f"no usable certificate or key in {path}: {detail}") from None
     except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path or "")) from None
+        raise type(exc)(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def maybe_tls_failure(error: BaseException) -> str | None:
@@ -171,12 +170,9 @@ def maybe_tls_failure(error: BaseException) -> str | None:
     A library that wraps the :class:`ssl.SSLError` (``raise ... from exc``) is seen
     through.  ``None`` when no TLS error is involved.
     """
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, ssl.SSLError):
-        cause = cause.__cause__
+    cause = _ssl_cause(error)
     if cause is None:
         return None
-    assert isinstance(cause, ssl.SSLError)
     reason = cause.reason or type(cause).__name__
     if isinstance(cause, ssl.SSLCertVerificationError):
         why = (cause.verify_message or "").rstrip(".") or "unknown reason"
@@ -186,6 +182,15 @@ def maybe_tls_failure(error: BaseException) -> str | None:
         text = cause.reason or cause.strerror or str(cause) or reason
         hint = _REASON_HINTS.get(reason)
     return f"{text}; {hint}" if hint else text
+
+
+def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def _as_stream_item(item: Message | Malformed) -> Malformed:
@@ -220,7 +225,9 @@ class AmiConnection:
         self._parser = AmiParser(
             max_message_size=options.max_message_size, max_headers=options.max_headers
         )
-        self._actions = PendingActions()
+        #: Stream items of the read being dispatched, not handed to ``on_items`` yet.
+        self._stream: list[StreamItem] = []
+        self._actions = PendingActions(flush=self._flush_stream)
         loop = asyncio.get_running_loop()
         # Holds the banner, None for a server that sends none, or the close reason.
         self._banner: asyncio.Future[Banner | AmiConnectionError | None] = loop.create_future()
@@ -356,12 +363,15 @@ class AmiConnection:
         headers: HeaderInput = (),
         *,
         timeout: float,  # noqa: ASYNC109 - the deadline is part of the result (ActionTimeout)
+        on_answer: AnswerHook | None = None,
     ) -> ActionResult:
         """Send ``action`` with a fresh ActionID and wait for its response.
 
         A list action (the response has ``EventList: start``) also waits for its item
         events up to the ``EventList: Complete`` event.  ``Response: Error`` is returned,
-        not raised: check :attr:`ActionResult.ok`.
+        not raised: check :attr:`ActionResult.ok`.  ``on_answer`` gets the answer from
+        the reader, synchronously, at its place in the event stream: after ``on_items``
+        had every event read before it, before any event read after it.
 
         Raises:
             ActionTimeout: the response (or the end of the list) did not arrive within
@@ -373,7 +383,7 @@ class AmiConnection:
             raise AmiConnectionError(str(self._close_reason))
         action_id = self._actions.new_id()
         data = serialize_action(action, headers, action_id=action_id)
-        answer = self._actions.expect(action_id)
+        answer = self._actions.expect(action_id, on_answer)
         try:
             async with asyncio.timeout(timeout):
                 self._writer.write(data)
@@ -452,21 +462,25 @@ class AmiConnection:
         return None
 
     def _dispatch(self, items: list[Item]) -> None:
-        stream: list[StreamItem] = []
+        # self._stream, not a local alias: an answer hook flushes it mid-loop.
         for item in items:
             if isinstance(item, Response):
                 if not self._actions.route_response(item):
                     log.debug("AMI response for no waiting action (ActionID %r)", item.action_id)
             elif isinstance(item, Event):
                 if not self._actions.route_event(item):
-                    stream.append(item)
+                    self._stream.append(item)
             elif isinstance(item, Banner):
                 self._set_banner(item)
             else:
-                stream.append(_as_stream_item(item))
+                self._stream.append(_as_stream_item(item))
             if not self._banner.done():
                 self._set_banner(None)  # talking without a banner: a proxy, say
-        if stream:
+        self._flush_stream()
+
+    def _flush_stream(self) -> None:
+        if self._stream:
+            stream, self._stream = self._stream, []
             self._on_items(stream)
 
     def _set_banner(self, banner: Banner | None) -> None:

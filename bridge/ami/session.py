@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from bridge.ami.actions import ActionResult
+from bridge.ami.actions import ActionResult, AnswerHook
 from bridge.ami.backoff import Backoff
 from bridge.ami.client import AmiConnection, ConnectionOptions, PathLike, tls_client_context
 from bridge.ami.errors import RETRYABLE, ActionTimeout, AmiConnectionError, AmiError, LoginFailed
@@ -40,11 +40,6 @@ from bridge.ami.target import AmiTarget
 
 __all__ = [
     "AmiSession",
-    "AuthMethod",
-    "Connected",
-    "Disconnected",
-    "SecretSource",
-    "SessionListener",
     "next_unix_ms_epoch",
 ]
 
@@ -78,7 +73,7 @@ def _client_context(target: AmiTarget, ca_file: PathLike | None) -> ssl.SSLConte
     try:
         return tls_client_context(ca_file)
     except OSError as exc:  # ssl.SSLError included
-        raise ValueError(f"CA file for {target}: {exc}") from None
+        raise ValueError(f"the CA file for {target} is unusable: {exc}") from None
 
 
 class _StopRequestedError(Exception):
@@ -171,6 +166,7 @@ class AmiSession:
         headers: HeaderInput = (),
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the deadline is part of the result
+        on_answer: AnswerHook | None = None,
     ) -> ActionResult:
         """Send an action on the current connection (see :meth:`AmiConnection.send_action`).
 
@@ -183,7 +179,7 @@ class AmiSession:
         if conn is None or conn.is_closed:
             raise AmiConnectionError(f"not connected to {self.target}")
         deadline = self._action_timeout if timeout is None else timeout
-        return await conn.send_action(action, headers, timeout=deadline)
+        return await conn.send_action(action, headers, timeout=deadline, on_answer=on_answer)
 
     async def run(self) -> None:
         """Connect and keep reconnecting until :meth:`stop`; returns after the stop.

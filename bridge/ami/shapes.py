@@ -9,10 +9,17 @@ snapshots, ``DialBegin``/``DialEnd``, the ``Bridge*`` family), :class:`LegacySha
 Asterisk 1.4 ones (``Dial``, ``Link``/``Unlink``, ``Newcallerid``, ``ChannelReload``).
 Both offer the same methods, so the call flow is written once for both eras.  No I/O and
 no randomness here: the same step on the same model always gives the same events.
+
+The items of the state list actions (``DeviceStateList``, ``ExtensionStateList``,
+``QueueStatus``, ``PJSIPShowEndpoints``) are built from :class:`Phone` values by the
+``*_items`` functions, in the Asterisk 22 shapes only.  A phone's :class:`DeviceState`
+comes from its channels (:func:`device_state`) and is written in each spelling AMI uses
+for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bridge.ami.protocol import Header
@@ -23,18 +30,29 @@ __all__ = [
     "CAUSES",
     "DIALPLAN",
     "DOWN",
+    "QUEUES",
     "RING",
     "RINGING",
     "SYSTEM",
     "UP",
     "Bridge",
     "Channel",
+    "DeviceState",
     "EventSpec",
     "LegacyShapes",
+    "ListItem",
     "ModernShapes",
+    "Phone",
+    "Queue",
     "Shapes",
     "Step",
     "cid",
+    "device_state",
+    "device_state_items",
+    "endpoint_items",
+    "extension_state_items",
+    "format_duration",
+    "queue_status_items",
     "snapshot",
 ]
 
@@ -42,6 +60,8 @@ __all__ = [
 EventSpec = tuple[str, str, list[Header]]
 #: The events one call step produces, in order (none where an era writes nothing).
 Step = list[EventSpec]
+#: One item of a list action's answer: (event name, headers without ``Event``/``ActionID``).
+ListItem = tuple[str, list[Header]]
 
 CALL, SYSTEM, DIALPLAN = "call,all", "system,all", "dialplan,all"
 DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
@@ -269,3 +289,140 @@ class LegacyShapes:
 
 
 Shapes = ModernShapes | LegacyShapes
+
+
+# -- the state list actions (Asterisk 22 shapes) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """One ``enum ast_device_state`` value, in every spelling AMI writes it."""
+
+    #: The enum value (``QueueMember`` ``Status``).
+    code: int
+    #: ``ast_devstate2str`` (``DeviceStateChange`` ``State``).
+    name: str
+    #: ``ast_devstate_str`` (``EndpointList`` ``DeviceState``).
+    text: str
+    #: The extension state a hint on the device shows (``ExtensionStatus``).
+    extension: int
+    extension_text: str
+
+
+NOT_INUSE = DeviceState(1, "NOT_INUSE", "Not in use", 0, "Idle")
+INUSE = DeviceState(2, "INUSE", "In use", 1, "InUse")
+DEVICE_BUSY = DeviceState(3, "BUSY", "Busy", 2, "Busy")
+UNAVAILABLE = DeviceState(5, "UNAVAILABLE", "Unavailable", 4, "Unavailable")
+DEVICE_RINGING = DeviceState(6, "RINGING", "Ringing", 8, "Ringing")
+RINGINUSE = DeviceState(7, "RINGINUSE", "Ring+Inuse", 9, "InUse&Ringing")
+
+
+def device_state(channel_states: Iterable[int], registered: bool) -> DeviceState:
+    """A phone's device state from the states of its channels, as Asterisk aggregates them."""
+    states = set(channel_states)
+    if RINGING in states:
+        return RINGINUSE if states - {RINGING} else DEVICE_RINGING
+    if BUSY in states:
+        return DEVICE_BUSY
+    if states:
+        return INUSE
+    return NOT_INUSE if registered else UNAVAILABLE
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """One PJSIP endpoint of the simulated PBX and its current state."""
+
+    number: str
+    name: str
+    #: ``host:port`` of its contact.
+    address: str
+    registered: bool
+    state: DeviceState
+    #: Uniqueids of its channels that are up.
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    name: str
+    strategy: str
+    #: Numbers of the member phones.
+    members: tuple[str, ...]
+    dynamic: bool
+
+
+#: The queues of the simulated PBX.
+QUEUES = (
+    Queue("support", "ringall", ("100", "101", "102", "103"), dynamic=False),
+    Queue("sales", "rrmemory", ("104", "105", "106"), dynamic=True),
+)
+_TECH = ModernShapes.tech
+
+
+def device_state_items(phones: Iterable[Phone]) -> list[ListItem]:
+    """``DeviceStateList``: one ``DeviceStateChange`` per device."""
+    return [
+        ("DeviceStateChange", [("Device", f"{_TECH}/{p.number}"), ("State", p.state.name)])
+        for p in phones
+    ]
+
+
+def extension_state_items(phones: Iterable[Phone]) -> list[ListItem]:
+    """``ExtensionStateList``: one ``ExtensionStatus`` per hint (one per phone)."""
+    return [
+        (
+            "ExtensionStatus",
+            [
+                ("Exten", p.number),
+                ("Context", "from-internal"),
+                ("Hint", f"{_TECH}/{p.number}"),
+                ("Status", str(p.state.extension)),
+                ("StatusText", p.state.extension_text),
+            ],
+        )
+        for p in phones
+    ]
+
+
+def endpoint_items(phones: Iterable[Phone]) -> list[ListItem]:
+    """``PJSIPShowEndpoints``: one ``EndpointList`` per endpoint."""
+    return [
+        (
+            "EndpointList",
+            [
+                ("ObjectType", "endpoint"),
+                ("ObjectName", p.number),
+                ("Transport", "transport-udp"),
+                ("Aor", p.number),
+                ("Auths", p.number),
+                ("OutboundAuths", ""),
+                ("DeviceState", p.state.text),
+                ("ActiveChannels", ",".join(p.channels)),
+                ("Contacts", f"{p.number}/sip:{p.number}@{p.address}," if p.registered else ""),
+            ],
+        )
+        for p in phones
+    ]
+
+
+def queue_status_items(phones: Sequence[Phone], login_time: int) -> list[ListItem]:
+    """``QueueStatus``: per queue a ``QueueParams``, then a ``QueueMember`` per member."""
+    by_number = {p.number: p for p in phones}
+    items: list[ListItem] = []
+    for queue in QUEUES:
+        params = [("Queue", queue.name), ("Max", "0"), ("Strategy", queue.strategy)]
+        params += [(key, "0") for key in ("Calls", "Holdtime", "TalkTime", "Completed")]
+        params += [("Abandoned", "0"), ("ServiceLevel", "60")]
+        params += [("ServicelevelPerf", "0.0"), ("ServicelevelPerf2", "0.0"), ("Weight", "0")]
+        items.append(("QueueParams", params))
+        for member in (by_number[number] for number in queue.members):
+            interface = f"{_TECH}/{member.number}"
+            body = [("Queue", queue.name), ("Name", member.name or interface)]
+            body += [("Location", interface), ("StateInterface", interface)]
+            body += [("Membership", "dynamic" if queue.dynamic else "static"), ("Penalty", "0")]
+            body += [("CallsTaken", "0"), ("LastCall", "0"), ("LastPause", "0")]
+            body += [("LoginTime", str(login_time)), ("InCall", str(int(bool(member.channels))))]
+            body += [("Status", str(member.state.code)), ("Paused", "0")]
+            items.append(("QueueMember", [*body, ("PausedReason", ""), ("Wrapuptime", "0")]))
+    return items

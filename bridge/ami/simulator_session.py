@@ -9,6 +9,13 @@ handler, the way Asterisk's per-session thread does: a failed login's delay hold
 that session only.  Replies echo ``ActionID`` only when the request had a non-empty one,
 and every reply goes through :func:`~bridge.ami.protocol.serialize`.
 
+List actions (``CoreShowChannels``, ``DeviceStateList``, ``ExtensionStateList``,
+``QueueStatus``, ``PJSIPShowEndpoints``) answer as Asterisk does, in one write: a
+``Response: Success`` with ``EventList: start``, the item events, then a ``...Complete``
+event with ``EventList: Complete`` and ``ListItems``.  The state lists are modelled for
+Asterisk 22 only; a legacy simulator answers them as unknown commands.  ``SIPpeers`` and
+``IAXpeerlist`` are unknown too, as on an Asterisk without chan_sip and chan_iax2.
+
 :class:`SessionActions` is mixed into :class:`~bridge.ami.simulator.AmiSimulator`, which
 owns the connections; the attributes it needs from there are declared on the class.
 """
@@ -20,10 +27,17 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from bridge.ami.event_mask import ALL_CLASSES, PERMS, parse_event_mask
 from bridge.ami.protocol import AmiParser, Header, Message, serialize
+from bridge.ami.shapes import (
+    ListItem,
+    device_state_items,
+    endpoint_items,
+    extension_state_items,
+    queue_status_items,
+)
 from bridge.ami.traffic import TrafficGenerator
 
 __all__ = ["SessionActions", "SimulatorSession"]
@@ -36,6 +50,28 @@ def _reply(request: Message, status: str, *headers: Header) -> list[Header]:
     action_id = request.action_id
     head = [("Response", status), ("ActionID", action_id)] if action_id else [("Response", status)]
     return [*head, *headers]
+
+
+def _list_answer(
+    request: Message,
+    message: str,
+    items: Sequence[ListItem],
+    complete: str,
+    *,
+    action_id_last: bool = False,
+) -> list[list[Header]]:
+    """A list action's whole answer: response, items, ``Complete`` event.
+
+    Most items carry ``ActionID`` right after ``Event``; app_queue appends it last.
+    """
+    action_id = request.action_id
+    tag = [("ActionID", action_id)] if action_id else []
+    events = [
+        [("Event", name), *body, *tag] if action_id_last else [("Event", name), *tag, *body]
+        for name, body in items
+    ]
+    done = [("Event", complete), *tag, ("EventList", "Complete"), ("ListItems", str(len(items)))]
+    return [_reply(request, "Success", ("EventList", "start"), ("Message", message)), *events, done]
 
 
 class SimulatorSession:
@@ -82,6 +118,7 @@ class SessionActions:
     user: str
     auth_failure_delay: float
     answer_pings: bool
+    legacy: bool
     _secret: str
     _clock: Callable[[], float]
     _started_at: float
@@ -100,6 +137,8 @@ class SessionActions:
             session.send(_reply(request, "Error", ("Message", "Permission denied")))
         elif (handler := _ACTIONS.get(name)) is not None:
             await handler(self, session, request)
+        elif not self.legacy and (lister := _STATE_LISTS.get(name)) is not None:
+            session.send(*lister(self, request))
         else:
             hint = "Use Action: ListCommands to show available commands."
             message = f"Invalid/unknown command: {action}. {hint}"
@@ -164,16 +203,32 @@ class SessionActions:
         session.send(_reply(request, "Success", ("Events", "On" if mask else "Off")))
 
     async def _core_show_channels(self, session: SimulatorSession, request: Message) -> None:
-        action_id = request.action_id
-        tag = [("ActionID", action_id)] if action_id else []
-        items = self._traffic.show_channels()
-        start = ("EventList", "start"), ("Message", "Channels will follow")
-        complete = [("EventList", "Complete"), ("ListItems", str(len(items)))]
-        session.send(
-            _reply(request, "Success", *start),
-            *([("Event", "CoreShowChannel"), *tag, *body] for body in items),
-            [("Event", "CoreShowChannelsComplete"), *tag, *complete],
-        )
+        items = [("CoreShowChannel", body) for body in self._traffic.show_channels()]
+        complete = "CoreShowChannelsComplete"
+        session.send(*_list_answer(request, "Channels will follow", items, complete))
+
+    # -- state lists (Asterisk 22) ------------------------------------------------------
+
+    def _device_state_list(self, request: Message) -> list[list[Header]]:
+        items = device_state_items(self._traffic.phones())
+        message = "Device State Changes will follow"
+        return _list_answer(request, message, items, "DeviceStateListComplete")
+
+    def _extension_state_list(self, request: Message) -> list[list[Header]]:
+        items = extension_state_items(self._traffic.phones())
+        message = "Extension Statuses will follow"
+        return _list_answer(request, message, items, "ExtensionStateListComplete")
+
+    def _queue_status(self, request: Message) -> list[list[Header]]:
+        booted_at = self._clock() - (time.monotonic() - self._started_at)
+        items = queue_status_items(self._traffic.phones(), int(booted_at))
+        message = "Queue status will follow"
+        return _list_answer(request, message, items, "QueueStatusComplete", action_id_last=True)
+
+    def _pjsip_show_endpoints(self, request: Message) -> list[list[Header]]:
+        items = endpoint_items(self._traffic.phones())
+        message = "A listing of Endpoints follows, presented as EndpointList events"
+        return _list_answer(request, message, items, "EndpointListComplete")
 
 
 _ACTIONS: dict[str, _Handler] = {
@@ -183,4 +238,12 @@ _ACTIONS: dict[str, _Handler] = {
     "ping": SessionActions._ping,
     "events": SessionActions._events,
     "coreshowchannels": SessionActions._core_show_channels,
+}
+
+#: List actions modelled for Asterisk 22 only: request -> the whole answer.
+_STATE_LISTS: dict[str, Callable[[SessionActions, Message], list[list[Header]]]] = {
+    "devicestatelist": SessionActions._device_state_list,
+    "extensionstatelist": SessionActions._extension_state_list,
+    "queuestatus": SessionActions._queue_status,
+    "pjsipshowendpoints": SessionActions._pjsip_show_endpoints,
 }

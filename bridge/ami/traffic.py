@@ -25,55 +25,31 @@ from dataclasses import dataclass
 from bridge.ami.protocol import Header
 from bridge.ami.shapes import (
     BUSY,
-    CALL,
-    CAUSES,
-    DIALPLAN,
-    DOWN,
     RING,
     RINGING,
-    SYSTEM,
     UP,
     Bridge,
     Channel,
-    EventSpec,
     LegacyShapes,
     ModernShapes,
+    Phone,
     Shapes,
     Step,
     cid,
+    device_state,
+    format_duration,
     snapshot,
 )
 
-__all__ = [
-    "BUSY",
-    "CALL",
-    "CAUSES",
-    "DIALPLAN",
-    "DOWN",
-    "RING",
-    "RINGING",
-    "SYSTEM",
-    "UP",
-    "Bridge",
-    "Channel",
-    "EventSpec",
-    "LegacyShapes",
-    "ModernShapes",
-    "Shapes",
-    "TrafficGenerator",
-    "format_duration",
-    "snapshot",
-]
+__all__ = ["TrafficGenerator"]
 
 _NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy")
 _Script = Iterator[Step]
 
 
-def format_duration(seconds: float) -> str:
-    """``HH:MM:SS``, as CoreShowChannel writes a channel's age."""
-    minutes, secs = divmod(max(0, int(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+def _address(index: int) -> str:
+    """Where the phone at ``index`` registers from."""
+    return f"192.0.2.{10 + index}:5060"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +120,22 @@ class TrafficGenerator:
             ]
             for c in self._channels.values()
         ]
+
+    def phones(self) -> list[Phone]:
+        """Every phone and its current state, for the state list actions."""
+        channels: dict[str, list[Channel]] = {}
+        for c in self._channels.values():
+            peer = c.name.partition("/")[2].rpartition("-")[0]
+            channels.setdefault(peer, []).append(c)
+        phones = []
+        for index, user in enumerate(self._users):
+            own = channels.get(user.number, [])
+            registered = user.number in self._registered
+            state = device_state((c.state for c in own), registered)
+            address = _address(index)
+            uniqueids = tuple(c.uniqueid for c in own)
+            phones.append(Phone(user.number, user.name, address, registered, state, uniqueids))
+        return phones
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -292,7 +284,7 @@ class TrafficGenerator:
         rng, s = self._rng, self._shapes
         index = rng.randrange(len(self._users))
         peer = self._users[index].number
-        address = f"192.0.2.{10 + index}:5060"
+        address = _address(index)
         if peer in self._registered:
             self._registered.discard(peer)
             if rng.random() < 0.5:

@@ -55,7 +55,7 @@ async def _watch(url: str, exchange: str) -> None:
 
 
 async def _demo(args: argparse.Namespace, journal: Path) -> int:
-    from bridge.publish.amqp import BrokerError
+    from bridge.publish.broker import BrokerError
     from bridge.service.app import BridgeApp
 
     async with AmiSimulator(

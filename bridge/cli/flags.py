@@ -77,7 +77,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     try:
         return load_settings(overrides, config)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

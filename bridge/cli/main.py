@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schemas": ("bridge.cli.schemas", "write the JSON Schemas and AsyncAPI document"),
     "tail": ("bridge.cli.tail", "show the messages on the bus, live, one line each"),
     "healthcheck": ("bridge.cli.healthcheck", "exit 0 if the bridge's /healthz answers 200"),
+    "action": ("bridge.cli.action", "run an AMI action on a PBX through the bridge"),
 }
 
 

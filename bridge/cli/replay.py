@@ -74,7 +74,8 @@ def _line(rendered: Rendered) -> bytes:
 async def _publish(
     all_rendered: list[Rendered], settings_amqp: str, exchange: str, window: int
 ) -> int:
-    from bridge.publish.amqp import AmqpPublisher, BrokerError, Outcome
+    from bridge.publish.amqp import AmqpPublisher, Outcome
+    from bridge.publish.broker import BrokerError
 
     publisher: AmqpPublisher[int] = AmqpPublisher(settings_amqp, exchange=exchange, window=window)
     try:

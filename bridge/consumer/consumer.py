@@ -49,7 +49,7 @@ from bridge.consumer.topology import (
     dead_letter_name,
     declare_consumer_topology,
 )
-from bridge.publish.amqp import mask_url
+from bridge.publish.broker import mask_url
 from bridge.publish.topology import DEFAULT_EXCHANGE
 
 __all__ = ["Consumer", "Handler"]

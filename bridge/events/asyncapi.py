@@ -11,6 +11,12 @@ this document (``events/Newchannel.json``), declared with a ``schemaFormat`` for
 Schema 2020-12, the dialect those files use.  What every message shares (content type,
 AMQP headers, the AMQP properties the bridge sets) is one message trait.
 
+AMI actions over the bus are a second exchange: the ``actions`` channel takes requests
+(the bridge's ``receive`` operation), and each reply goes to the address in the
+request's ``reply_to`` property (the operation's ``reply``, on the ``actionReplies``
+channel, whose address is set at run time).  Their messages carry no envelope and use
+the AMQP ``correlation_id`` instead.
+
 The caller passes the messages in (:class:`MessageEntry`); this module knows AsyncAPI,
 not the event models.  Output is deterministic YAML in document order.
 """
@@ -27,6 +33,7 @@ import yaml
 __all__ = [
     "ASYNCAPI_FILE",
     "DEFAULT_EXCHANGE",
+    "DEFAULT_RPC_EXCHANGE",
     "PAYLOAD_SCHEMA_FORMAT",
     "MessageEntry",
     "asyncapi_document",
@@ -36,11 +43,13 @@ __all__ = [
 ASYNCAPI_FILE = "asyncapi.yaml"
 #: The default exchange name (the ``exchange`` setting can change it).
 DEFAULT_EXCHANGE = "ami.events"
+#: The default request exchange of AMI actions (the ``rpc_exchange`` setting can change it).
+DEFAULT_RPC_EXCHANGE = "ami.actions"
 #: How a payload's JSON Schema file is declared: AsyncAPI names no 2020-12 format.
 PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=2020-12"
 _AMQP_BINDING_VERSION = "0.3.0"
 
-Channel = Literal["events", "invalid", "status"]
+Channel = Literal["events", "invalid", "status", "actions", "actionReplies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +57,8 @@ class MessageEntry:
     """One message of the document.
 
     ``key`` names it under ``components/messages`` (letters, digits, ``.-_``), ``name``
-    is the event or status it carries, ``payload`` the path of its JSON Schema relative
-    to the document, ``channel`` where it is published.  ``fixed_type`` says whether
+    is the event, status or action message it carries, ``payload`` the path of its JSON
+    Schema relative to the document, ``channel`` where it is published.  ``fixed_type`` says whether
     every such message has ``name`` as its AMQP ``type``; the generic and invalid
     messages carry the name of whatever event they hold.
     """
@@ -170,6 +179,117 @@ _AMQP_HEADERS = {
 }
 
 
+_RPC_PARAMETERS = {
+    "server": {
+        "description": "Server id of the PBX to run the action on, lower-cased. The key "
+        "may be this segment alone when the body names the action.",
+    },
+    "action": {
+        "description": "The AMI action, lower-cased; it must agree with the body's "
+        "`action` when both name one.",
+        "examples": ["ping", "queuestatus", "coreshowchannels"],
+    },
+}
+_RPC_MESSAGE_TEXT: dict[Channel, str] = {
+    "actions": "Published by a client, not persistent, with the AMQP properties "
+    "`reply_to` (where the reply goes) and `correlation_id` (copied to the reply); "
+    "`expiration` should be the client's timeout. A request without `reply_to` is "
+    "dropped without running.",
+    "actionReplies": "Published by the bridge to the default exchange with the request's "
+    "`reply_to` as the routing key; AMQP properties: `correlation_id` the request's, "
+    "`content_type` application/json, `type` ActionReply, `app_id` ami-bridge.",
+}
+
+
+def _rpc_channels(
+    messages: Sequence[MessageEntry], rpc_exchange: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The channels and the operation of AMI actions over the bus."""
+    requests = [m for m in messages if m.channel == "actions"]
+    replies = [m for m in messages if m.channel == "actionReplies"]
+    unrouted = f"{rpc_exchange}.unrouted"
+    channels = {
+        "actions": {
+            "address": "{server}.{action}",
+            "title": "AMI action requests",
+            "description": "Requests to run one AMI action on a PBX. Each bridge consumes "
+            "them from an exclusive queue bound with `{server}` and `{server}.*` for its "
+            "servers, with a message TTL of its action timeout. Only allowed actions run "
+            "(read-only ones unless the operator enables more). A request no binding "
+            f"matches goes to the alternate exchange `{unrouted}` and its shared queue, "
+            "where a bridge refuses it with `unknown_server`.",
+            "parameters": copy.deepcopy(_RPC_PARAMETERS),
+            "servers": [_ref("servers", "broker")],
+            "messages": {m.key: _ref("components", "messages", m.key) for m in requests},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "exchange": {
+                        "name": rpc_exchange,
+                        "type": "topic",
+                        "durable": True,
+                        "autoDelete": False,
+                        "vhost": "/",
+                    },
+                    "x-alternate-exchange": unrouted,
+                    "bindingVersion": _AMQP_BINDING_VERSION,
+                }
+            },
+        },
+        "actionReplies": {
+            "address": None,
+            "title": "AMI action replies",
+            "description": "One reply per request, sent to the queue the request's "
+            "`reply_to` names (through the default exchange).",
+            "servers": [_ref("servers", "broker")],
+            "messages": {m.key: _ref("components", "messages", m.key) for m in replies},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "exchange": {"type": "default", "vhost": "/"},
+                    "bindingVersion": _AMQP_BINDING_VERSION,
+                }
+            },
+        },
+    }
+    operations = {
+        "runActions": {
+            "action": "receive",
+            "channel": _ref("channels", "actions"),
+            "summary": "Run each AMI action request on its server and reply to it.",
+            "description": "Every request gets exactly one reply, an error reply when it is "
+            "malformed, not allowed, for an unknown server, or fails on the PBX. The "
+            "request is acked after its reply is published.",
+            "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING_VERSION}},
+            "reply": {
+                "address": {
+                    "description": "The request's AMQP `reply_to` property.",
+                    "location": "$message.header#/reply_to",
+                },
+                "channel": _ref("channels", "actionReplies"),
+                "messages": [_ref("channels", "actionReplies", "messages", m.key) for m in replies],
+            },
+        }
+    }
+    return channels, operations
+
+
+def _rpc_message(entry: MessageEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "title": entry.name,
+        "summary": entry.summary,
+        "description": _RPC_MESSAGE_TEXT[entry.channel],
+        "contentType": "application/json",
+        "correlationId": {
+            "description": "The AMQP `correlation_id` property.",
+            "location": "$message.header#/correlation_id",
+        },
+        "payload": {"schemaFormat": PAYLOAD_SCHEMA_FORMAT, "schema": {"$ref": entry.payload}},
+        "bindings": {"amqp": {"deliveryMode": 1, "bindingVersion": _AMQP_BINDING_VERSION}},
+    }
+
+
 def _message(entry: MessageEntry) -> dict[str, Any]:
     amqp: dict[str, str] = {"messageType": entry.name} if entry.fixed_type else {}
     return {
@@ -183,7 +303,11 @@ def _message(entry: MessageEntry) -> dict[str, Any]:
 
 
 def asyncapi_document(
-    messages: Sequence[MessageEntry], *, version: str, exchange: str = DEFAULT_EXCHANGE
+    messages: Sequence[MessageEntry],
+    *,
+    version: str,
+    exchange: str = DEFAULT_EXCHANGE,
+    rpc_exchange: str = DEFAULT_RPC_EXCHANGE,
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document for ``messages``, ``version`` being the contract's."""
     channels: dict[str, Any] = {}
@@ -233,6 +357,10 @@ def asyncapi_document(
             }
         },
     }
+    rpc_channels, rpc_operations = _rpc_channels(messages, rpc_exchange)
+    channels.update(rpc_channels)
+    operations.update(rpc_operations)
+    rpc_kinds = ("actions", "actionReplies")
     return {
         "asyncapi": "3.0.0",
         "id": "urn:ami-bridge",
@@ -240,7 +368,8 @@ def asyncapi_document(
             "title": "ami-bridge",
             "version": version,
             "description": "Asterisk Manager Interface (AMI) events published to RabbitMQ "
-            "as typed JSON, one message per event. Each message's JSON Schema is the file "
+            "as typed JSON, one message per event, and AMI actions run on request through "
+            f"the `{rpc_exchange}` exchange. Each message's JSON Schema is the file "
             "its payload refers to. Consumers must ignore keys they do not know.",
         },
         "defaultContentType": "application/json",
@@ -259,7 +388,9 @@ def asyncapi_document(
         "channels": channels,
         "operations": operations,
         "components": {
-            "messages": {m.key: _message(m) for m in messages},
+            "messages": {
+                m.key: _rpc_message(m) if m.channel in rpc_kinds else _message(m) for m in messages
+            },
             "messageTraits": {"AmiBridgeMessage": copy.deepcopy(_COMMON_TRAIT)},
             "schemas": {"AmqpHeaders": copy.deepcopy(_AMQP_HEADERS)},
         },

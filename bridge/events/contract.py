@@ -6,8 +6,9 @@ Approach
 :mod:`bridge.events.asyncapi` the AsyncAPI document; this module lays them out as
 files, by path relative to the schema folder: ``envelope.json``, ``generic.json``,
 ``invalid.json``, ``events/<Event>.json`` (the documented spelling of the name),
-``status/<status>.json``, ``index.json`` (to find a message's schema by kind and event)
-and ``asyncapi.yaml``.  The text of each file is deterministic: JSON with sorted keys
+``status/<status>.json``, ``rpc/request.json`` and ``rpc/reply.json`` (AMI actions over
+the bus), ``index.json`` (to find a message's schema by kind and event) and
+``asyncapi.yaml``.  The text of each file is deterministic: JSON with sorted keys
 and a two-space indent, YAML in document order.
 """
 
@@ -21,6 +22,7 @@ from bridge.events.asyncapi import ASYNCAPI_FILE, MessageEntry, asyncapi_documen
 from bridge.events.base import AmiEvent
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.registry import list_models
+from bridge.events.rpc import rpc_reply_schema, rpc_request_schema
 from bridge.events.schema import (
     envelope_schema,
     event_schema,
@@ -35,6 +37,8 @@ __all__ = [
     "GENERIC_FILE",
     "INDEX_FILE",
     "INVALID_FILE",
+    "RPC_REPLY_FILE",
+    "RPC_REQUEST_FILE",
     "asyncapi_messages",
     "contract_files",
     "event_file",
@@ -48,6 +52,8 @@ ENVELOPE_FILE = "envelope.json"
 GENERIC_FILE = "generic.json"
 INVALID_FILE = "invalid.json"
 INDEX_FILE = "index.json"
+RPC_REQUEST_FILE = "rpc/request.json"
+RPC_REPLY_FILE = "rpc/reply.json"
 
 
 def event_file(event: str) -> str:
@@ -63,7 +69,8 @@ def status_file(status: str) -> str:
 def schema_index() -> dict[str, Any]:
     """Where each message's schema is: by kind, and events by lower-cased name.
 
-    An event whose lower-cased name is not under ``events`` uses ``generic``.
+    An event whose lower-cased name is not under ``events`` uses ``generic``; ``rpc``
+    names the request and reply of AMI actions over the bus.
     """
     return {
         "schema_version": SCHEMA_VERSION,
@@ -72,6 +79,7 @@ def schema_index() -> dict[str, Any]:
         "invalid": INVALID_FILE,
         "events": {info.event.lower(): event_file(info.event) for info in list_models()},
         "status": {name: status_file(name) for name in STATUS_FIELDS},
+        "rpc": {"request": RPC_REQUEST_FILE, "reply": RPC_REPLY_FILE},
     }
 
 
@@ -86,6 +94,8 @@ def json_schema_files() -> dict[str, dict[str, Any]]:
         files[event_file(info.event)] = event_schema(info.model)
     for status in STATUS_FIELDS:
         files[status_file(status)] = status_schema(status)
+    files[RPC_REQUEST_FILE] = rpc_request_schema()
+    files[RPC_REPLY_FILE] = rpc_reply_schema()
     files[INDEX_FILE] = schema_index()
     return files
 
@@ -136,6 +146,24 @@ def asyncapi_messages() -> list[MessageEntry]:
         )
         for name, model in STATUS_FIELDS.items()
     ]
+    messages.append(
+        MessageEntry(
+            "rpc.request",
+            "ActionRequest",
+            "Run one AMI action on a PBX.",
+            RPC_REQUEST_FILE,
+            "actions",
+        )
+    )
+    messages.append(
+        MessageEntry(
+            "rpc.reply",
+            "ActionReply",
+            "The result of one AMI action request.",
+            RPC_REPLY_FILE,
+            "actionReplies",
+        )
+    )
     return messages
 
 

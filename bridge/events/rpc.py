@@ -19,6 +19,9 @@ at most :data:`MAX_HEADERS` header lines, keys and values within their byte limi
 bridge sets those), and nothing the AMI encoder refuses (CR or LF, a colon in a key).
 Which actions may run is the bridge's policy, not part of the contract.  Validation
 errors name keys, never values: a value may hold a secret.
+
+The JSON Schemas of both (:func:`rpc_request_schema`, :func:`rpc_reply_schema`) come
+from these models with the contract's identity keys, like every published schema.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ from pydantic_core import PydanticCustomError
 
 from bridge.ami.actions import ActionResult
 from bridge.ami.errors import LocalProtocolError
-from bridge.ami.protocol import CommandOutput, Header, Message, serialize_action
+from bridge.ami.protocol import CommandOutput, Header, Message, serialize
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.headers import replace_surrogates
+from bridge.events.schema import JSON_SCHEMA_DIALECT, _model_schema
 
 __all__ = [
     "ACTION_PATTERN",
@@ -59,6 +63,8 @@ __all__ = [
     "RpcError",
     "describe_validation_error",
     "headers_object",
+    "rpc_reply_schema",
+    "rpc_request_schema",
 ]
 
 #: Header lines one request may carry (a list value counts each of its items).
@@ -108,7 +114,7 @@ def _omitted(description: str) -> Any:
 
 
 class ErrorCode(StrEnum):
-    """Why an action request failed; ``message`` in :class:`RpcError` says more."""
+    """Why an action request failed; the message of the error says more."""
 
     #: Not JSON, not an object, a missing or badly named action, a bad header.
     MALFORMED_REQUEST = "malformed_request"
@@ -168,7 +174,7 @@ class ActionRequest(BaseModel):
             if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
                 raise ValueError(f"the value of header {key!r} is over {MAX_VALUE_BYTES} bytes")
         try:
-            serialize_action(self.action or "Ping", pairs)
+            serialize(pairs)
         except LocalProtocolError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -286,3 +292,42 @@ def describe_validation_error(error: ValidationError) -> str:
         message = detail["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
+
+
+_MAJOR = SCHEMA_VERSION.split(".", 1)[0]
+
+
+def _rpc_schema(model: type[BaseModel], name: str, title: str, text: str) -> dict[str, Any]:
+    schema = _model_schema(model)
+    schema["$schema"] = JSON_SCHEMA_DIALECT
+    schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:rpc:{name}"
+    schema["title"] = title
+    schema["description"] = text
+    schema["x-contract-version"] = SCHEMA_VERSION
+    return schema
+
+
+def rpc_request_schema() -> dict[str, Any]:
+    """The JSON Schema of an action request body."""
+    return _rpc_schema(
+        ActionRequest,
+        "request",
+        "AMI action request",
+        "One AMI action for the bridge to run on the server named by the routing key "
+        "({server} or {server}.{action}); the reply goes to the AMQP reply_to with the "
+        "same correlation_id.",
+    )
+
+
+def rpc_reply_schema() -> dict[str, Any]:
+    """The JSON Schema of the bridge's reply to an action request."""
+    schema = _rpc_schema(
+        ActionReply,
+        "reply",
+        "AMI action reply",
+        "The bridge's reply to one action request: ok with the PBX's response (and a "
+        "list action's events), or ok=false with an error code and message. Consumers "
+        "must ignore keys they do not know.",
+    )
+    schema["properties"]["schema_version"]["pattern"] = rf"^{_MAJOR}\.\d+\.\d+$"
+    return schema

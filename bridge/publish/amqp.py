@@ -41,32 +41,22 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 
-from bridge.publish.amqp_frames import APP_ID, CONTENT_TYPE, PublishEncoder
+from bridge.publish.amqp_frames import APP_ID, PublishEncoder
 from bridge.publish.broker import (
     BrokerAuthError,
-    BrokerError,
     BrokerUnavailable,
     TlsOptions,
     describe_failure,
     mask_url,
-    scrub,
 )
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.topology import DEFAULT_EXCHANGE, declare_topology
 
 __all__ = [
-    "APP_ID",
-    "CONTENT_TYPE",
     "DEFAULT_WINDOW",
     "AmqpPublisher",
-    "BrokerAuthError",
-    "BrokerError",
-    "BrokerUnavailable",
     "Outcome",
-    "PublishEncoder",
     "PublishResult",
-    "TlsOptions",
-    "mask_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -366,8 +356,8 @@ class AmqpPublisher(Generic[T]):
             await self._settled.wait()
 
     def _scrub(self, error: BaseException) -> str:
-        """``str(error)`` with the password removed, in case a library echoed the URL."""
-        return scrub(str(error) or type(error).__name__, self._url)
+        """``error`` in one line, without the password, in case a library echoed the URL."""
+        return describe_failure(error, self._url)
 
 
 def _why(returned: DeliveredMessage | None) -> str:

@@ -4,7 +4,8 @@ Startup order matters: the broker connection and the topology come first, so no 
 event is read before it has somewhere to go; only then do the AMI sessions log in.
 Journalled records from an earlier run are published before anything new.
 
-Shutdown (SIGTERM or SIGINT): stop reading AMI (Logoff), publish what is journalled
+Shutdown (SIGTERM or SIGINT): stop taking action requests from the bus (see
+:mod:`bridge.service.rpc`), stop reading AMI (Logoff), publish what is journalled
 within ``shutdown_timeout``, close the publisher, save the journal.  Whatever is still
 journalled is published on the next start.  A second signal skips the draining.
 """
@@ -21,16 +22,13 @@ from collections import defaultdict
 from bridge.ami.backoff import Backoff
 from bridge.ami.errors import LoginFailed
 from bridge.cli.exit_codes import ExitCode
-from bridge.publish.amqp import (
-    AmqpPublisher,
-    BrokerAuthError,
-    BrokerError,
-    PublishResult,
-    TlsOptions,
-)
+from bridge.publish.amqp import AmqpPublisher, PublishResult
+from bridge.publish.broker import BrokerAuthError, BrokerError
 from bridge.publish.topology import TopologyConflict
 from bridge.service.http import HealthServer
 from bridge.service.metrics import Metrics
+from bridge.service.rpc import RpcServer
+from bridge.service.rpc_requests import ActionPolicy
 from bridge.service.server import ServerPipeline, Token
 from bridge.settings import Settings
 
@@ -45,10 +43,7 @@ class BridgeApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        tls = None
-        if settings.amqp.startswith("amqps://"):
-            ca_file = str(settings.amqp_ca_file) if settings.amqp_ca_file else None
-            tls = TlsOptions(ca_file=ca_file, verify=settings.amqp_tls_verify)
+        tls = settings.amqp_tls()
         self.publisher: AmqpPublisher[Token] = AmqpPublisher(
             settings.amqp_url_with_password(),
             exchange=settings.exchange,
@@ -59,6 +54,19 @@ class BridgeApp:
             ServerPipeline(server, settings, self.publisher, self.metrics)
             for server in settings.resolved_servers()
         ]
+        #: Takes AMI action requests from the bus; None when ``rpc_exchange`` is empty.
+        self.rpc: RpcServer | None = None
+        if settings.rpc_exchange:
+            self.rpc = RpcServer(
+                settings.amqp_url_with_password(),
+                exchange=settings.rpc_exchange,
+                sessions={pipeline.id: pipeline.session for pipeline in self.pipelines},
+                policy=ActionPolicy(settings.rpc_allow, settings.rpc_enable),
+                timeout=settings.rpc_timeout,
+                tls=tls,
+                reconnect_base=settings.amqp_reconnect_base,
+                reconnect_cap=settings.amqp_reconnect_cap,
+            )
         self.health: HealthServer | None = None
         if settings.metrics_port:
             self.health = HealthServer(
@@ -101,6 +109,8 @@ class BridgeApp:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._dispatch_results(), name="results")]
                 tasks.append(group.create_task(self._supervise_broker(), name="broker"))
+                if self.rpc is not None:
+                    tasks.append(group.create_task(self.rpc.run(), name="rpc"))
                 for pipeline in self.pipelines:
                     tasks.append(group.create_task(pipeline.feed(), name=f"feed-{pipeline.id}"))
                     tasks.append(
@@ -165,7 +175,8 @@ class BridgeApp:
                 return
             log.warning("lost the broker connection; events stay journalled until it is back")
             if not await self._connect_broker():
-                self.request_stop(self._exit)
+                if not self._stop.is_set():  # gave up by itself (refused credentials)
+                    self.request_stop(self._exit)
                 return
             log.info("broker connection restored; publishing the journalled backlog")
             for pipeline in self.pipelines:
@@ -183,6 +194,9 @@ class BridgeApp:
         timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
         log.info("shutting down: logging off AMI, then publishing what is journalled")
+        if self.rpc is not None:
+            # No new actions once the sessions start logging off; running ones may finish.
+            await self.rpc.stop(grace=min(2.0, timeout))
         await asyncio.gather(
             *(p.session.stop(timeout=min(5.0, timeout)) for p in self.pipelines),
             return_exceptions=True,

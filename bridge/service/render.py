@@ -1,11 +1,16 @@
-"""Journal record -> AMQP message: validate, encode, route, stamp headers.
+"""Journal record -> AMQP message: redact, validate, encode, route, stamp headers.
 
 Pure and deterministic: the same record always renders to the same message (same body,
 same message id), which is what makes republishing after a restart safe to dedupe.
+Headers matching ``redact_headers`` are removed first (:mod:`bridge.service.redact`), so
+a replayed journal is redacted with the settings of the bridge that publishes it.  An
+event read by a state resync renders with ``"snapshot": true`` in its body and a
+``snapshot`` AMQP header set to true, on the routing key it would have anyway.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +27,7 @@ from bridge.events.validation import (
 from bridge.publish.message import HeaderValue, OutgoingMessage
 from bridge.publish.records import Record, RecordKind
 from bridge.publish.routing import BridgeStatus, Router, event_class
+from bridge.service.redact import maybe_redactor
 
 __all__ = ["Rendered", "Renderer", "status_body"]
 
@@ -78,20 +84,38 @@ def _routable(result: Validated | InvalidRecord) -> Validated | InvalidRecord:
 
 
 class Renderer:
-    """Renders the records of one server."""
+    """Renders the records of one server.
 
-    def __init__(self, router: Router, *, include_raw: bool = False) -> None:
+    ``redact`` holds glob patterns of AMI header names to leave out of every message
+    (see :mod:`bridge.service.redact`).
+
+    Raises:
+        ValueError: the router's server id is invalid (from :class:`Router`).
+    """
+
+    def __init__(
+        self, router: Router, *, include_raw: bool = False, redact: Iterable[str] = ()
+    ) -> None:
         self.router = router
         self.server = router.server
         self.include_raw = include_raw
+        self.redactor = maybe_redactor(redact)
 
     def render(self, record: Record) -> Rendered:
+        """The message for one journal record (never raises on the record's content)."""
         if record.kind is RecordKind.STATUS:
             return self._status(record)
+        redactor = self.redactor
         if record.kind is RecordKind.EVENT:
-            result: Validated | InvalidRecord = _routable(validate(record.event()))
+            event = record.event()
+            if redactor is not None:
+                event = redactor.event(event)
+            result: Validated | InvalidRecord = _routable(validate(event))
         else:
-            result = invalid_from_malformed(record.malformed())
+            malformed = record.malformed()
+            if redactor is not None:
+                malformed = redactor.malformed(malformed)
+            result = invalid_from_malformed(malformed)
         body = encode(
             result,
             server=self.server,
@@ -99,6 +123,7 @@ class Renderer:
             seq=record.seq,
             received_at=record.received_at,
             include_raw=self.include_raw,
+            snapshot=record.snapshot,
         )
         name = result.name[:_MAX_NAME] or "malformed"
         if type(result) is Validated:
@@ -133,7 +158,7 @@ class Renderer:
         return Rendered(message, "bridge", True)
 
     def _headers(self, event: str, privilege: list[str], record: Record) -> dict[str, HeaderValue]:
-        return {
+        headers: dict[str, HeaderValue] = {
             "event": event,
             "server": self.server,
             "privilege": privilege,
@@ -141,3 +166,7 @@ class Renderer:
             "seq": record.seq,
             "schema_version": SCHEMA_VERSION,
         }
+        if record.snapshot:
+            # An AMQP boolean, so a headers exchange can bind on x-match snapshot=true.
+            headers["snapshot"] = True
+        return headers

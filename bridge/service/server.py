@@ -6,6 +6,13 @@ and appends the whole read to the journal in one write, then returns.  A separat
 :meth:`ServerPipeline.feed`, takes records from the journal in order, renders them and
 publishes them within the publisher's window; confirms retire them.  While the broker is
 down or slower than the PBX, records simply wait in the journal, oldest first.
+
+After each login the pipeline resynchronises state (:mod:`bridge.service.resync`): the
+first ``FullyBooted`` of the connection is followed in the journal by a ``resync``
+status (``phase: started``), the snapshot items of the configured list actions, and a
+second ``resync`` status (``phase: done``) with what each action gave.  The resync runs
+as a task of the pipeline, cancelled when the connection ends; ``on_items`` never waits
+for it.
 """
 
 from __future__ import annotations
@@ -17,15 +24,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.ami.client import ConnectionOptions
+from bridge.ami.client import ConnectionOptions, StreamItem
+from bridge.ami.errors import AmiConnectionError
+from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event, Malformed
-from bridge.ami.session import AmiSession, Connected, Disconnected
-from bridge.publish.amqp import AmqpPublisher, BrokerUnavailable, Outcome, PublishResult
+from bridge.ami.session import AmiSession
+from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
+from bridge.publish.broker import BrokerUnavailable
 from bridge.publish.journal import Journal
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
 from bridge.service.metrics import Metrics
 from bridge.service.render import Renderer
+from bridge.service.resync import ResyncRunner, is_fully_booted, parse_resync_actions
 from bridge.settings import AmiServer, Settings
 
 __all__ = ["ServerPipeline", "Token"]
@@ -65,8 +76,11 @@ class ServerPipeline:
         self._publisher = publisher
         self._metrics = metrics
         self._renderer = Renderer(
-            Router(server.id, settings.routing_key), include_raw=settings.include_raw
+            Router(server.id, settings.routing_key),
+            include_raw=settings.include_raw,
+            redact=settings.redact_headers,
         )
+        self._resync = ResyncRunner(server.id, parse_resync_actions(settings.resync_actions))
         self.journal = Journal.open(
             settings.journal_dir / server.id,
             fsync=settings.journal_fsync,
@@ -94,6 +108,9 @@ class ServerPipeline:
         self._seq = 0
         self._gap_from: Disconnected | None = None
         self._gap_seq = 0
+        #: True from a login until the connection's first FullyBooted (resync enabled).
+        self._awaiting_boot = False
+        self._resync_task: asyncio.Task[None] | None = None
         self._work = asyncio.Event()
         self._retry = False
         self._first_unread = self.journal.acked_through + 1
@@ -105,6 +122,7 @@ class ServerPipeline:
     def on_connected(self, info: Connected) -> None:
         gap = self._gap_from
         self._epoch, self._seq = info.epoch, 0
+        self._awaiting_boot = bool(self._resync.plan)
         if gap is not None:
             self._status(
                 BridgeStatus.GAP,
@@ -117,25 +135,69 @@ class ServerPipeline:
         self._status(BridgeStatus.CONNECTED, target=str(info.target), ami_version=info.ami_version)
         self._metrics.ami_connected.labels(self.id).set(1)
 
-    def on_items(self, epoch: int, items: list[Event | Malformed]) -> None:
-        now = time.time()
+    def on_items(self, epoch: int, items: list[StreamItem]) -> None:
+        self._journal_items(epoch, time.time(), items)
+
+    def on_disconnected(self, info: Disconnected) -> None:
+        self._stop_resync()
+        self._metrics.ami_connected.labels(self.id).set(0)
+        self._status(BridgeStatus.DISCONNECTED, reason=info.reason)
+        self._gap_from, self._gap_seq = info, self._seq
+
+    def _journal_items(self, epoch: int, now: float, items: list[StreamItem]) -> None:
         seq = self._seq
         records = []
+        booted = False
         for item in items:
             seq += 1
             if type(item) is Event:
                 records.append(encode_event(epoch, seq, now, item))
+                if self._awaiting_boot and is_fully_booted(item):
+                    self._awaiting_boot, booted = False, True
+                    seq += 1
+                    fields = {"phase": "started", "actions": self._resync.entries}
+                    status = BridgeStatus.RESYNC.value
+                    records.append(encode_status(epoch, seq, now, status, fields))
             else:
                 assert isinstance(item, Malformed)
                 log.warning("%s: malformed AMI message kept as invalid: %s", self.id, item.reason)
                 records.append(encode_malformed(epoch, seq, now, item))
         self._seq = seq
         self._append(records)
+        if booted:
+            self._resync_task = asyncio.create_task(
+                self._run_resync(epoch), name=f"resync-{self.id}"
+            )
 
-    def on_disconnected(self, info: Disconnected) -> None:
-        self._metrics.ami_connected.labels(self.id).set(0)
-        self._status(BridgeStatus.DISCONNECTED, reason=info.reason)
-        self._gap_from, self._gap_seq = info, self._seq
+    # -- state resync (the runner's SnapshotSink) ---------------------------------------
+
+    async def _run_resync(self, epoch: int) -> None:
+        try:
+            outcomes = await self._resync.run(self.session.send_action, self)
+        except AmiConnectionError as exc:
+            log.debug("%s: resync of epoch %d ended with the connection: %s", self.id, epoch, exc)
+            return
+        except Exception:
+            log.exception("%s: resync of epoch %d failed", self.id, epoch)
+            return
+        results = [outcome.as_fields() for outcome in outcomes]
+        self._status(BridgeStatus.RESYNC, phase="done", results=results)
+
+    def _stop_resync(self) -> None:
+        self._awaiting_boot = False
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            self._resync_task = None
+
+    def journal_snapshot(self, events: list[Event]) -> None:
+        """Journal one list action's items as snapshot records of the current epoch."""
+        epoch, now, seq = self._epoch, time.time(), self._seq
+        records = [
+            encode_event(epoch, seq + n, now, event, snapshot=True)
+            for n, event in enumerate(events, 1)
+        ]
+        self._seq = seq + len(records)
+        self._append(records)
 
     def _status(self, status: BridgeStatus, **fields: Any) -> None:
         self._seq += 1

@@ -68,3 +68,24 @@ async def test_fail_all_fails_every_waiting_action_and_forget_drops_one() -> Non
         await waiting
     actions.forget("b")
     assert not actions.route_response(response("b"))
+
+
+async def test_an_answer_hook_runs_after_a_flush_and_before_the_future_resolves() -> None:
+    calls: list[str] = []
+    actions = PendingActions(flush=lambda: calls.append("flush"))
+    plain = actions.expect("p")  # no hook: answered without a flush
+    assert actions.route_response(response("p"))
+    assert calls == []
+
+    def hook(result: ActionResult) -> None:
+        assert not answer.done()  # the reader records it before the sender resumes
+        calls.append(f"hook:{len(result.events)}")
+
+    answer = actions.expect("q", on_answer=hook)
+    assert actions.route_response(response("q", "Success", ("EventList", "start")))
+    assert actions.route_event(event("Item", "q"))
+    assert calls == []  # nothing until the list is complete
+    assert actions.route_event(event("ItemsComplete", "q", ("EventList", "Complete")))
+    assert calls == ["flush", "hook:1"]
+    assert (await answer).complete is not None
+    assert (await plain).ok

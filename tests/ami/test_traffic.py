@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bridge.ami.protocol import AmiParser, Event, Header
-from bridge.ami.shapes import CAUSES
-from bridge.ami.traffic import TrafficGenerator, format_duration
+from bridge.ami.shapes import CAUSES, format_duration
+from bridge.ami.traffic import TrafficGenerator
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CATALOG = Path(__file__).parent.parent.parent / "bridge" / "events" / "catalog.json"

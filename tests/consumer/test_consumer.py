@@ -15,8 +15,8 @@ import aiormq
 import pytest
 import yarl
 
+from bridge.ami.shapes import CAUSES
 from bridge.ami.simulator import AmiSimulator
-from bridge.ami.traffic import CAUSES
 from bridge.consumer import (
     Consumer,
     ConsumerError,

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from bridge.ami.traffic import CAUSES
+from bridge.ami.shapes import CAUSES
 from bridge.consumer import EventMessage, Message, parse_message
 from bridge.events.generated import Hangup
 from tests.consumer.bodies import HANGUP, event_body, simulated_bodies

@@ -475,7 +475,8 @@ def test_asyncapi_document_has_the_structure_of_asyncapi_3() -> None:
         else:  # a payload: a schema file next to the document
             assert (SCHEMAS / ref).is_file(), ref
     for name, channel in document["channels"].items():
-        placeholders = set(re.findall(r"{(\w+)}", channel["address"]))
+        # A reply channel's address is null: set at run time from reply_to.
+        placeholders = set(re.findall(r"{(\w+)}", channel["address"] or ""))
         assert placeholders == set(channel.get("parameters", {})), name
 
 
@@ -484,10 +485,12 @@ def test_asyncapi_document_describes_every_message_and_the_topology() -> None:
     messages = document["components"]["messages"]
     channels = document["channels"]
 
-    assert len(messages) == len(list_models()) + 2 + len(BridgeStatus)
+    # Events, generic, invalid, the statuses, and the action request and reply.
+    assert len(messages) == len(list_models()) + 2 + len(BridgeStatus) + 2
     assert {m["payload"]["schema"]["$ref"] for m in messages.values()} == {
         *committed("index.json")["events"].values(),
         *committed("index.json")["status"].values(),
+        *committed("index.json")["rpc"].values(),
         "generic.json",
         "invalid.json",
     }
@@ -503,7 +506,9 @@ def test_asyncapi_document_describes_every_message_and_the_topology() -> None:
     queue = channels["unrouted"]["bindings"]["amqp"]["queue"]
     assert queue["name"] == channels["unrouted"]["address"] == unrouted_name(DEFAULT_EXCHANGE)
     assert channels["status"]["parameters"]["status"]["enum"] == [s.value for s in BridgeStatus]
-    assert {op["action"] for op in document["operations"].values()} == {"send"}
+    actions = {name: op["action"] for name, op in document["operations"].items()}
+    assert actions.pop("runActions") == "receive"  # action requests come in
+    assert set(actions.values()) == {"send"}
 
 
 def _address_pattern(address: str) -> re.Pattern[str]:

@@ -55,6 +55,10 @@ __all__ = [
 #: The AMI secret every simulator and fake server of these tests accepts.
 SECRET = "integration-s3cret"
 
+#: Resync and actions over the bus are off unless a test turns them on: they have tests of
+#: their own, and the others count exact message streams on exchanges they clean up.
+QUIET_FEATURES: dict[str, Any] = {"resync_actions": [], "rpc_exchange": ""}
+
 
 def bridge_settings(
     servers: Mapping[str, int],
@@ -73,6 +77,7 @@ def bridge_settings(
             "exchange": exchange,
             "journal_dir": journal_dir,
             "metrics_port": 0,
+            **QUIET_FEATURES,
             **extra,
         }
     )
@@ -96,9 +101,10 @@ def run_args(
     args = ["run", "--amqp", amqp, "--exchange", exchange, "--journal-dir", str(journal_dir)]
     for sid, port in servers.items():
         args += ["--ami", f"{sid}=ami://bridge@127.0.0.1:{port}"]
-    flags = {"metrics_port": 0, **flags}
+    flags = {"metrics_port": 0, **QUIET_FEATURES, **flags}
     for name, value in flags.items():
-        args += ["--" + name.replace("_", "-"), str(value)]
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        args += ["--" + name.replace("_", "-"), text]
     return args
 
 

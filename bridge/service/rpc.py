@@ -1,0 +1,340 @@
+"""AMI actions over the bus: take requests from RabbitMQ, run them, reply to each.
+
+Approach
+--------
+:class:`RpcServer` owns one robust aio-pika connection of its own (the event publisher's
+hot path stays untouched); aio-pika reconnects it and restores the queues, bindings and
+consumers (see :mod:`bridge.service.rpc_broker` for the entities).  Each delivery
+becomes a task of its own (the server keeps them and lets them finish, within a grace
+period, when it stops), so a slow list action never holds up a Ping; the channel's
+prefetch bounds how many run at once.
+
+One request, start to finish (:meth:`RpcServer.answer` is the part without AMQP):
+
+1. :func:`~bridge.service.rpc_requests.admit` checks the routing key, the body and the
+   allow-list, or produces the error reply;
+2. the action runs on that server's AMI session with ``rpc_timeout``; every failure
+   (not connected, timeout, ``Response: Error``, a fault in the bridge) becomes an
+   error reply, never an exception that could stop the consumer;
+3. the reply goes to the default exchange with ``reply_to`` as its routing key and the
+   request's ``correlation_id``, then the request is acked.
+
+A request without ``reply_to`` has nowhere to go: it is logged and dropped without
+running.  Each request is logged at INFO with its server, action, correlation id,
+outcome and duration, never its header values (they may hold secrets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from bridge.ami.actions import ActionResult
+from bridge.ami.backoff import Backoff
+from bridge.ami.errors import ActionTimeout, AmiConnectionError, LocalProtocolError
+from bridge.ami.protocol import HeaderInput
+from bridge.events.rpc import ActionReply, ErrorCode
+from bridge.publish.amqp_frames import APP_ID, CONTENT_TYPE
+from bridge.publish.broker import TlsOptions, describe_failure, mask_url
+from bridge.publish.topology import TopologyConflict
+from bridge.service.rpc_broker import BROKER_ERRORS, declare_rpc_topology
+from bridge.service.rpc_requests import ActionPolicy, Admitted, admit, server_keys
+
+__all__ = ["REPLY_TYPE", "ActionRunner", "RpcServer", "run_admitted"]
+
+log = logging.getLogger(__name__)
+
+#: AMQP ``type`` of every reply.
+REPLY_TYPE = "ActionReply"
+#: Requests running at once (the channel's prefetch).
+DEFAULT_CONCURRENCY = 16
+_MAX_RECONNECT_INTERVAL = 5.0
+
+
+class ActionRunner(Protocol):
+    """What runs an action on one PBX: :class:`~bridge.ami.session.AmiSession` does."""
+
+    async def send_action(
+        self,
+        action: str,
+        headers: HeaderInput = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the deadline is part of the result
+    ) -> ActionResult: ...
+
+
+async def run_admitted(request: Admitted, runner: ActionRunner, deadline: float) -> ActionReply:
+    """Run an admitted request, allowing it ``deadline`` seconds; whatever happens is a reply.
+
+    Never raises (but cancellation): a failure is an error reply.
+    """
+    server, action = request.server, request.action
+    try:
+        result = await runner.send_action(action, request.headers, timeout=deadline)
+    except ActionTimeout:
+        message = f"no answer from the AMI of {server!r} within {deadline:g} s"
+        return ActionReply.failure(ErrorCode.TIMEOUT, message, server=server, action=action)
+    except AmiConnectionError as exc:
+        message = f"the AMI of {server!r} is not connected: {exc}"
+        return ActionReply.failure(ErrorCode.NOT_CONNECTED, message, server=server, action=action)
+    except LocalProtocolError as exc:
+        return ActionReply.failure(
+            ErrorCode.MALFORMED_REQUEST, str(exc), server=server, action=action
+        )
+    except Exception:
+        log.exception("action %s on %s failed inside the bridge", action, server)
+        return ActionReply.failure(
+            ErrorCode.INTERNAL_ERROR,
+            "the bridge failed to run the action; see its log",
+            server=server,
+            action=action,
+        )
+    return ActionReply.from_result(server, action, result)
+
+
+class RpcServer:
+    """Takes AMI action requests from the bus and replies to each.
+
+    Args:
+        url: the broker (``amqp://`` or ``amqps://``; the password is never logged).
+        exchange: the request exchange.
+        sessions: server id -> what runs actions on that server.
+        policy: which actions may run.
+        timeout: seconds an action may take; also the request queue's message TTL.
+        tls: TLS settings for an ``amqps://`` URL.
+        concurrency: requests running at once.
+        reconnect_base, reconnect_cap: backoff while the first connection fails; a lost
+            connection is retried every ``reconnect_cap`` seconds (5 at most).
+
+    ``await run()`` until ``await stop()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str,
+        sessions: Mapping[str, ActionRunner],
+        policy: ActionPolicy,
+        timeout: float,
+        tls: TlsOptions | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        reconnect_base: float = 0.5,
+        reconnect_cap: float = 30.0,
+    ) -> None:
+        self._url = url
+        self.exchange = exchange
+        self._sessions = dict(sessions)
+        self._servers = server_keys(self._sessions)
+        self.policy = policy
+        self.timeout = timeout
+        self._tls = tls
+        self._concurrency = concurrency
+        self._backoff = Backoff(base=reconnect_base, cap=reconnect_cap)
+        # aio-pika retries a lost connection at a fixed interval.
+        self._reconnect_interval = min(_MAX_RECONNECT_INTERVAL, reconnect_cap)
+        self.queue_name = f"{exchange}.bridge-{uuid.uuid4().hex[:12]}"
+        self._channel: AbstractChannel | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._grace = 5.0
+        self._running = False
+        self._stop = asyncio.Event()
+        self._finished = asyncio.Event()
+        #: Set once the queues are declared and consumed.
+        self.ready = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"RpcServer({mask_url(self._url)!r}, exchange={self.exchange!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume requests until :meth:`stop`; reconnects on its own.
+
+        Gives up (logging why) only when the exchange or a queue exists with other
+        settings: the bridge keeps publishing events without taking requests.
+        """
+        self._running = True
+        self._finished.clear()
+        try:
+            while not self._stop.is_set():
+                connection = await self._connect()
+                if connection is None:
+                    return
+                try:
+                    await self._serve(connection)
+                except BROKER_ERRORS as exc:
+                    # Lost while declaring or consuming: start over on a new connection.
+                    await self._pause(f"the broker failed ({describe_failure(exc, self._url)})")
+                finally:
+                    self._channel = None
+                    with contextlib.suppress(*BROKER_ERRORS):
+                        await connection.close()
+        except (TopologyConflict, OSError, ssl.SSLError) as exc:
+            log.error("action requests are off: %s", exc)
+        finally:
+            self.ready.clear()
+            self._running = False
+            self._finished.set()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Take no more requests, let running ones finish for ``grace`` seconds, close.
+
+        Returns once :meth:`run` has returned, or after ``grace`` plus a second.
+        """
+        self._grace = grace
+        self._stop.set()
+        if not self._running:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace + 1.0):
+                await self._finished.wait()
+
+    async def _connect(self) -> AbstractRobustConnection | None:
+        where = mask_url(self._url)
+        ssl_context = self._tls.context() if self._tls else None
+        while not self._stop.is_set():
+            try:
+                connection = await aio_pika.connect_robust(
+                    self._url,
+                    ssl_context=ssl_context,
+                    timeout=10.0,
+                    client_properties={"connection_name": f"{APP_ID} actions"},
+                    reconnect_interval=self._reconnect_interval,
+                )
+            except BROKER_ERRORS as exc:
+                await self._pause(
+                    f"broker {where} unavailable ({describe_failure(exc, self._url)})"
+                )
+            else:
+                return connection
+        return None
+
+    async def _pause(self, why: str) -> None:
+        """Log ``why`` and wait out the next backoff delay (or until :meth:`stop`)."""
+        delay = self._backoff.next_delay()
+        log.warning("action requests: %s; retrying in %.1f s", why, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _serve(self, connection: AbstractRobustConnection) -> None:
+        """Declare, consume until :meth:`stop`, then let running requests finish.
+
+        Raises:
+            TopologyConflict: an entity exists with other settings.
+            aiormq.exceptions.AMQPError, OSError: the broker failed before the consumers
+                were in place (later failures are aio-pika's to recover from).
+        """
+        channel = self._channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self._concurrency)
+        queues = await declare_rpc_topology(
+            channel, self.exchange, self.queue_name, self._servers, ttl=self.timeout
+        )
+        consumers = [
+            (queue, await queue.consume(self._on_message))
+            for queue in (queues.own, queues.unrouted)
+        ]
+        self.ready.set()
+        self._backoff.reset()
+        log.info(
+            "taking action requests for %s on exchange %r",
+            ", ".join(self._sessions) or "no server",
+            self.exchange,
+        )
+        await self._stop.wait()
+        self.ready.clear()
+        for queue, tag in consumers:
+            with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
+                await queue.cancel(tag)
+        running = set(self._handlers)
+        if running:
+            await asyncio.wait(running, timeout=self._grace)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    # -- one request --------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stop.is_set():
+            with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
+                await message.reject(requeue=True)
+            return
+        # Handled on a task of its own, so this consumer callback returns at once.
+        task = asyncio.create_task(self._handle(message), name="rpc-request")
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def answer(self, routing_key: str, body: bytes) -> ActionReply:
+        """The reply to one request: admit it, run it, and map every failure to a reply."""
+        admitted = admit(routing_key, body, servers=self._servers, policy=self.policy)
+        if isinstance(admitted, ActionReply):
+            return admitted
+        return await run_admitted(admitted, self._sessions[admitted.server], self.timeout)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        started = time.monotonic()
+        correlation = message.correlation_id
+        key = message.routing_key or ""
+        if not message.reply_to:
+            log.warning(
+                "action request %r (correlation %r) has no reply_to; dropped without running",
+                key,
+                correlation,
+            )
+            await self._settle(message)
+            return
+        try:
+            reply = await self.answer(key, message.body)
+        except Exception:
+            # Nothing a request holds may stop the consumer; its client still gets a reply.
+            log.exception("action request %r could not be handled", key)
+            reply = ActionReply.failure(
+                ErrorCode.INTERNAL_ERROR, "the bridge failed to handle the request; see its log"
+            )
+        try:
+            await self._reply(message.reply_to, correlation, reply)
+        except Exception as exc:  # a broken connection, or a reply_to the broker refuses
+            log.warning(
+                "could not reply to action request %r: %s", key, describe_failure(exc, self._url)
+            )
+        await self._settle(message)
+        outcome = "ok" if reply.ok else (reply.error.code if reply.error else "error")
+        log.info(
+            "action %s on %s (correlation %r): %s in %.1f ms",
+            reply.action or "?",
+            reply.server or repr(key),
+            correlation,
+            outcome,
+            (time.monotonic() - started) * 1000,
+        )
+
+    async def _reply(self, reply_to: str, correlation: str | None, reply: ActionReply) -> None:
+        channel = self._channel
+        if channel is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("the request channel is closed")
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                reply.to_json(),
+                content_type=CONTENT_TYPE,
+                correlation_id=correlation,
+                app_id=APP_ID,
+                type=REPLY_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            ),
+            routing_key=reply_to,
+        )
+
+    async def _settle(self, message: AbstractIncomingMessage) -> None:
+        with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
+            await message.ack()

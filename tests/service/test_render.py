@@ -1,0 +1,95 @@
+"""Rendering journal records: the snapshot flag, from the record to the body and headers."""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+import pytest
+
+from bridge.publish.records import RecordKind, decode, encode_event, encode_status
+from bridge.publish.routing import Router
+from bridge.service.render import Renderer
+from tests.events.wire import parse_event
+from tests.integration.contract import validate_body
+
+CORE_SHOW_CHANNEL = parse_event(
+    "Event: CoreShowChannel\n"
+    "ActionID: amib-3\n"
+    "Channel: PJSIP/111-00000002\n"
+    "ChannelState: 6\n"
+    "ChannelStateDesc: Up\n"
+    "Uniqueid: 1795684652.1\n"
+    "Linkedid: 1795684652.0\n"
+    "Duration: 00:00:07\n"
+    "BridgeId: "
+)
+HANGUP = parse_event("Event: Hangup\nPrivilege: call,all\nChannel: PJSIP/1-01\nCause: 16")
+RECEIVED_AT = 1795684652.25
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_a_record_keeps_its_snapshot_flag(snapshot: bool) -> None:
+    record = decode(encode_event(9, 5, RECEIVED_AT, CORE_SHOW_CHANNEL, snapshot=snapshot))
+    assert (record.kind, record.epoch, record.seq, record.snapshot) == (
+        RecordKind.EVENT,
+        9,
+        5,
+        snapshot,
+    )
+    assert record.event() == CORE_SHOW_CHANNEL
+
+
+def test_a_record_written_before_the_flag_existed_reads_as_no_snapshot() -> None:
+    old = struct.pack("<BQQd", 1, 9, 5, RECEIVED_AT) + HANGUP.raw
+    assert old == encode_event(9, 5, RECEIVED_AT, HANGUP)
+    assert decode(old).snapshot is False
+    assert decode(encode_status(9, 6, RECEIVED_AT, "gap", {})).snapshot is False
+
+
+def test_a_snapshot_item_renders_with_the_flag_in_its_body_and_headers() -> None:
+    renderer = Renderer(Router("pbx1"))
+    live = renderer.render(decode(encode_event(9, 5, RECEIVED_AT, CORE_SHOW_CHANNEL)))
+    snap = renderer.render(
+        decode(encode_event(9, 5, RECEIVED_AT, CORE_SHOW_CHANNEL, snapshot=True))
+    )
+    body = orjson.loads(snap.message.body)
+    validate_body(body)
+    assert body["snapshot"] is True
+    assert body["kind"] == "event"
+    assert body["fields"]["Channel"] == "PJSIP/111-00000002"
+    assert snap.message.headers["snapshot"] is True
+    # Everything else is what the same event read live gets: key, id, the other headers.
+    assert "snapshot" not in orjson.loads(live.message.body)
+    assert "snapshot" not in live.message.headers
+    assert snap.message.routing_key == live.message.routing_key == "pbx1.none.coreshowchannel"
+    assert snap.message.message_id == live.message.message_id == "pbx1:9:5"
+    assert {k: v for k, v in snap.message.headers.items() if k != "snapshot"} == (
+        live.message.headers
+    )
+    assert {k: v for k, v in body.items() if k != "snapshot"} == orjson.loads(live.message.body)
+
+
+def test_an_invalid_snapshot_item_is_flagged_too() -> None:
+    broken = parse_event("Event: CoreShowChannel\nActionID: amib-3\nChannelState: six")
+    rendered = Renderer(Router("pbx1")).render(
+        decode(encode_event(9, 6, RECEIVED_AT, broken, snapshot=True))
+    )
+    body = orjson.loads(rendered.message.body)
+    validate_body(body)
+    assert (body["kind"], body["snapshot"]) == ("invalid", True)
+    assert rendered.message.routing_key == "pbx1.invalid.coreshowchannel"
+    assert rendered.message.headers["snapshot"] is True
+
+
+def test_resync_status_messages_render_on_the_bridge_route() -> None:
+    fields = {"phase": "started", "actions": ["CoreShowChannels", "PJSIPShowEndpoints|SIPpeers"]}
+    rendered = Renderer(Router("pbx1")).render(
+        decode(encode_status(9, 2, RECEIVED_AT, "resync", fields))
+    )
+    body = orjson.loads(rendered.message.body)
+    validate_body(body)
+    assert (body["kind"], body["event"], body["fields"]) == ("status", "resync", fields)
+    assert rendered.message.routing_key == "pbx1.bridge.resync"
+    assert "snapshot" not in body
+    assert "snapshot" not in rendered.message.headers
