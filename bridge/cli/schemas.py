@@ -33,7 +33,7 @@ __all__ = [
 
 BASELINE_DIR = "baseline"
 # Folders whose every *.json is generated: a file there that is not generated is stale.
-_GENERATED_DIRS = ("events", "status")
+_GENERATED_DIRS = ("events", "status", "rpc")
 
 
 def default_schema_dir() -> Path:

@@ -48,7 +48,7 @@ from bridge.ami.errors import LocalProtocolError
 from bridge.ami.protocol import CommandOutput, Header, Message, serialize
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.headers import replace_surrogates
-from bridge.events.schema import JSON_SCHEMA_DIALECT, _model_schema
+from bridge.events.schema import JSON_SCHEMA_DIALECT, model_schema
 
 __all__ = [
     "ACTION_PATTERN",
@@ -298,7 +298,7 @@ _MAJOR = SCHEMA_VERSION.split(".", 1)[0]
 
 
 def _rpc_schema(model: type[BaseModel], name: str, title: str, text: str) -> dict[str, Any]:
-    schema = _model_schema(model)
+    schema = model_schema(model)
     schema["$schema"] = JSON_SCHEMA_DIALECT
     schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:rpc:{name}"
     schema["title"] = title

@@ -63,7 +63,7 @@ class _ContractSchemaGenerator(GenerateJsonSchema):
         return False
 
 
-def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(by_alias=True, schema_generator=_ContractSchemaGenerator)
 
 
@@ -176,7 +176,7 @@ def _set_kind(schema: dict[str, Any], kind: str) -> None:
 
 def envelope_schema() -> dict[str, Any]:
     """The keys every message carries, whatever its kind; other keys are allowed."""
-    schema = _model_schema(CommonEnvelope)
+    schema = model_schema(CommonEnvelope)
     _with_contract(
         schema,
         "envelope",
@@ -190,7 +190,7 @@ def envelope_schema() -> dict[str, Any]:
 @functools.cache
 def _event_envelope() -> dict[str, Any]:
     """``Envelope`` as an event message, ``fields`` referring to the ``AmiEvent`` base."""
-    schema = _model_schema(Envelope[AmiEvent])
+    schema = model_schema(Envelope[AmiEvent])
     _set_kind(schema, "event")
     _require(schema, "fields")
     _drop(schema, *_INVALID_ONLY)
@@ -205,7 +205,7 @@ def _event_message(model: type[AmiEvent]) -> dict[str, Any]:
     the time.
     """
     schema = copy.deepcopy(_event_envelope())
-    fields = _model_schema(model)
+    fields = model_schema(model)
     defs = {k: v for k, v in schema.pop("$defs").items() if k != AmiEvent.__name__}
     defs.update(fields.pop("$defs", {}))
     defs[model.__name__] = fields
@@ -246,7 +246,7 @@ def generic_schema() -> dict[str, Any]:
 
 def invalid_schema() -> dict[str, Any]:
     """The schema of invalid messages: raw headers and the errors, no ``fields``."""
-    schema = _model_schema(Envelope[GenericEvent])
+    schema = model_schema(Envelope[GenericEvent])
     _set_kind(schema, "invalid")
     _require(schema, "raw", "errors")
     _drop(schema, *_EVENT_ONLY)
@@ -267,7 +267,7 @@ def status_schema(status: str) -> dict[str, Any]:
         KeyError: ``status`` is not a known status.
     """
     fields_model = STATUS_FIELDS[status]
-    schema = _model_schema(StatusMessage[fields_model])  # type: ignore[valid-type]
+    schema = model_schema(StatusMessage[fields_model])  # type: ignore[valid-type]
     _set_kind(schema, "status")
     event = schema["properties"]["event"]
     event["const"] = status

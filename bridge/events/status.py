@@ -30,6 +30,7 @@ __all__ = [
     "DisconnectedFields",
     "GapFields",
     "OverflowFields",
+    "ResyncEntry",
     "ResyncFields",
     "StatusFields",
     "StatusMessage",
@@ -75,8 +76,29 @@ class OverflowFields(StatusFields):
     last_record: int = Field(description="Journal id of the last dropped record.")
 
 
+class ResyncEntry(BaseModel):
+    """What one entry of the resync plan gave."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    entry: str = Field(description="The entry as configured, e.g. `PJSIPShowEndpoints|SIPpeers`.")
+    action: str | None = Field(description="The action that answered; null when none did.")
+    items: int = Field(description="How many snapshot messages it produced.")
+
+
 class ResyncFields(StatusFields):
-    """A state resync ran; the ``snapshot`` messages it produced follow."""
+    """A state resync after a login: ``started`` precedes its ``snapshot`` messages, and
+    ``done`` follows them with what each action gave."""
+
+    # Optional in the schema only because contract 1.0.0 did not require it: the bridge
+    # always sends it.
+    phase: Literal["started", "done"] | None = Field(default=None, description="started, or done.")
+    actions: list[str] | None = Field(
+        default=None, description="With started: the plan, one `A|B|C` entry each."
+    )
+    results: list[ResyncEntry] | None = Field(
+        default=None, description="With done: the outcome of each entry, in order."
+    )
 
 
 StatusFieldsT = TypeVar("StatusFieldsT", bound=StatusFields)
