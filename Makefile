@@ -28,6 +28,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/amqp_ceiling.py
 	$(BIN)/python bench/e2e.py
 
 schemas: $(STAMP)

@@ -240,6 +240,9 @@ async def _run_bridge(
                 "journal_dir": journal,
                 "metrics_port": 0,
                 "publish_window": WINDOW,
+                # The event path alone: no resync lists, no action requests.
+                "resync_actions": [],
+                "rpc_exchange": "",
             }
         )
         app = BridgeApp(settings)

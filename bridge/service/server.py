@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from bridge.ami.client import ConnectionOptions, StreamItem
 from bridge.ami.errors import AmiConnectionError
 from bridge.ami.listener import Connected, Disconnected
@@ -44,7 +46,7 @@ __all__ = ["ServerPipeline", "Token"]
 log = logging.getLogger(__name__)
 
 #: Records rendered and published per turn before yielding to the reader.
-_BATCH = 256
+_BATCH = 64
 #: Pause before republishing after a nack or a return, so a broker that keeps refusing
 #: is not hammered.
 _RETRY_PAUSE = 1.0
@@ -114,7 +116,8 @@ class ServerPipeline:
         self._work = asyncio.Event()
         self._retry = False
         self._first_unread = self.journal.acked_through + 1
-        self._read_label = metrics.events_read
+        # labels() costs more than the increment: one child per (event, class), kept.
+        self._published: dict[tuple[str, str], Counter] = {}
         metrics.ami_connected.labels(self.id).set(0)
 
     # -- reader side (called by the session, synchronously) ----------------------------
@@ -267,7 +270,12 @@ class ServerPipeline:
             token = result.token
             if result.outcome is Outcome.CONFIRMED:
                 confirmed.append(token.record_id)
-                metrics.events_published.labels(self.id, token.event, token.klass).inc()
+                key = (token.event, token.klass)
+                child = self._published.get(key)
+                if child is None:
+                    child = metrics.events_published.labels(self.id, *key)
+                    self._published[key] = child
+                child.inc()
                 metrics.publish_latency.observe(now - token.received_at)
             elif result.outcome is Outcome.FAILED:
                 metrics.publish_failed.labels(self.id).inc()
