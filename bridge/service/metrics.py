@@ -52,10 +52,16 @@ class Metrics:
             registry=r,
         )
         self.publish_nacked = Counter(
-            "ami_bridge_publish_nacked", "Publishes the broker nacked", ["server"], registry=r
+            "ami_bridge_publish_nacked",
+            "Publishes the broker nacked (published again from the journal)",
+            ["server", "event", "class"],
+            registry=r,
         )
         self.publish_returned = Counter(
-            "ami_bridge_publish_returned", "Publishes the broker returned", ["server"], registry=r
+            "ami_bridge_publish_returned",
+            "Publishes the broker returned (published again from the journal)",
+            ["server", "event", "class"],
+            registry=r,
         )
         self.publish_failed = Counter(
             "ami_bridge_publish_failed",

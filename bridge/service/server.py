@@ -292,7 +292,7 @@ class ServerPipeline:
                     if result.outcome is Outcome.NACKED
                     else metrics.publish_returned
                 )
-                counter.labels(self.id).inc()
+                counter.labels(self.id, token.event, token.klass).inc()
                 self._retry = True
         self.journal.ack_many(confirmed)
         self._work.set()
