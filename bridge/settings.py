@@ -354,11 +354,11 @@ class Settings(BaseSettings):
         if password is None:
             return self.amqp
         parts = urlsplit(self.amqp)
+        # Both as typed: the user is already percent-encoded, and ``hostname`` would drop
+        # the brackets of an IPv6 address.
         user = parts.username or "guest"
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        host_port = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host_port}"))
 
 
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:

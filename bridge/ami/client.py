@@ -74,6 +74,7 @@ __all__ = [
     "ConnectionOptions",
     "ItemsCallback",
     "StreamItem",
+    "as_stream_item",
     "maybe_tls_failure",
     "tls_client_context",
 ]
@@ -193,10 +194,15 @@ def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _as_stream_item(item: Message | Malformed) -> Malformed:
-    if isinstance(item, Malformed):
+def as_stream_item(item: Message | Malformed) -> StreamItem:
+    """What the event stream carries for an item that is not a response to an action.
+
+    An event or a malformed item as it is; any other message (neither ``Event`` nor
+    ``Response`` first: not AMI as Asterisk writes it) as a malformed item, so it is
+    never dropped.
+    """
+    if isinstance(item, Event | Malformed):
         return item
-    # Neither Event nor Response first: not AMI as Asterisk writes it, but never dropped.
     return Malformed("message starts with neither Event nor Response", b"", item.headers)
 
 
@@ -473,7 +479,7 @@ class AmiConnection:
             elif isinstance(item, Banner):
                 self._set_banner(item)
             else:
-                self._stream.append(_as_stream_item(item))
+                self._stream.append(as_stream_item(item))
             if not self._banner.done():
                 self._set_banner(None)  # talking without a banner: a proxy, say
         self._flush_stream()

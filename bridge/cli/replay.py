@@ -15,16 +15,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from bridge.ami.protocol import AmiParser, Event, Malformed, Message, Response
+from bridge.ami.client import as_stream_item
+from bridge.ami.protocol import AmiParser, Banner, Event, Response
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, add_settings_arguments, settings_from_args
 from bridge.cli.run import configure_logging, new_event_loop
 from bridge.publish.records import decode, encode_event, encode_malformed
 from bridge.publish.routing import Router
 from bridge.service.render import Rendered, Renderer
+from bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from bridge.publish.broker import TlsOptions
 
 REPLAY_EPOCH = 0
 
@@ -43,20 +49,14 @@ def render_capture(data: bytes, renderer: Renderer, received_at: float) -> Itera
     parser = AmiParser()
     seq = 0
     for item in parser.feed(data) + parser.feed_eof():
-        if isinstance(item, Event):
-            seq += 1
-            record = encode_event(REPLAY_EPOCH, seq, received_at, item)
-        elif isinstance(item, Malformed):
-            seq += 1
-            record = encode_malformed(REPLAY_EPOCH, seq, received_at, item)
-        elif isinstance(item, Message) and not isinstance(item, Response):
-            seq += 1
-            odd = Malformed(
-                "message starts with neither Event nor Response", item.raw, item.headers
-            )
-            record = encode_malformed(REPLAY_EPOCH, seq, received_at, odd)
-        else:
+        if isinstance(item, Banner | Response):
             continue  # the banner and responses to actions are not events
+        seq += 1
+        stream_item = as_stream_item(item)
+        if isinstance(stream_item, Event):
+            record = encode_event(REPLAY_EPOCH, seq, received_at, stream_item)
+        else:
+            record = encode_malformed(REPLAY_EPOCH, seq, received_at, stream_item)
         yield renderer.render(decode(record))
 
 
@@ -72,12 +72,14 @@ def _line(rendered: Rendered) -> bytes:
 
 
 async def _publish(
-    all_rendered: list[Rendered], settings_amqp: str, exchange: str, window: int
+    all_rendered: list[Rendered], settings: Settings, url: str, tls: TlsOptions | None
 ) -> int:
     from bridge.publish.amqp import AmqpPublisher, Outcome
     from bridge.publish.broker import BrokerError
 
-    publisher: AmqpPublisher[int] = AmqpPublisher(settings_amqp, exchange=exchange, window=window)
+    publisher: AmqpPublisher[int] = AmqpPublisher(
+        url, exchange=settings.exchange, window=settings.publish_window, tls=tls
+    )
     try:
         await publisher.connect()
     except BrokerError as exc:
@@ -91,10 +93,14 @@ async def _publish(
             confirmed += sum(1 for r in batch if r.outcome is Outcome.CONFIRMED)
 
     collector = asyncio.create_task(collect())
-    for index, rendered in enumerate(all_rendered):
-        await publisher.publish(rendered.message, index)
-    await publisher.close(grace=30)
-    await collector
+    try:
+        for index, rendered in enumerate(all_rendered):
+            await publisher.publish(rendered.message, index)
+    except BrokerError as exc:  # the connection dropped: the rest counts as not published
+        print(f"ami-bridge replay: {exc}", file=sys.stderr)
+    finally:
+        await publisher.close(grace=30)
+        await collector
     print(f"published {confirmed} of {len(all_rendered)} messages", file=sys.stderr)
     return int(ExitCode.OK if confirmed == len(all_rendered) else ExitCode.FAILURE)
 
@@ -103,8 +109,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         renderer = Renderer(
-            Router(settings.server_id, settings.routing_key), include_raw=settings.include_raw
+            Router(settings.server_id, settings.routing_key),
+            include_raw=settings.include_raw,
+            redact=settings.redact_headers,
         )
+        # Checked now, so an unreadable password or CA file is a configuration error.
+        url = settings.amqp_url_with_password() if args.publish else ""
+        tls = settings.amqp_tls() if args.publish else None
         data = args.file.read_bytes()
     except (ConfigError, ValueError) as exc:
         print(f"ami-bridge replay: {exc}", file=sys.stderr)
@@ -124,11 +135,4 @@ def run(args: argparse.Namespace) -> int:
         out.flush()
         return int(ExitCode.OK)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(
-            _publish(
-                all_rendered,
-                settings.amqp_url_with_password(),
-                settings.exchange,
-                settings.publish_window,
-            )
-        )
+        return runner.run(_publish(all_rendered, settings, url, tls))

@@ -8,7 +8,10 @@ of that message is documented in :mod:`bridge.events.envelope`.
 Modules: ``base`` (the base model), ``generated`` (one model per documented event,
 written by ``scripts/generate_models.py``), ``legacy`` (1.4-11 era events and fields),
 ``registry`` (event name -> model), ``fieldmap`` and ``headers`` (wire keys -> model
-input), ``validation`` and ``envelope``.
+input), ``validation`` and ``envelope``; ``status`` (the bridge's own status messages)
+and ``rpc`` (AMI actions over the bus); ``schema``, ``asyncapi`` and ``contract`` (the
+published JSON Schema and AsyncAPI files) and ``schema_evolution`` (breaking changes
+between two versions of them).
 """
 
 from bridge.events.base import AmiEvent, GenericEvent

@@ -66,12 +66,24 @@ def status_body(
 #: AMQP caps routing keys at 255 bytes; an event name longer than this cannot be routed
 #: as itself, so it goes to the invalid route under its first characters.
 _MAX_NAME = 96
+#: The AMQP limit itself: escaping (``%20`` for a space) or a long privilege class can
+#: push a key past it even with a short name, and such a message could never be sent.
+_MAX_KEY = 255
+
+
+def _fits(key: str) -> bool:
+    return len(key.encode("utf-8", "replace")) <= _MAX_KEY
 
 
 def _routable(result: Validated | InvalidRecord) -> Validated | InvalidRecord:
     if len(result.name.encode("utf-8", "replace")) <= _MAX_NAME:
         return result
-    error = FieldError("Event", f"event name longer than {_MAX_NAME} bytes", "too_long")
+    return _invalid(result, f"event name longer than {_MAX_NAME} bytes")
+
+
+def _invalid(result: Validated | InvalidRecord, why: str) -> InvalidRecord:
+    """``result`` as an invalid record with one more error, on the ``Event`` field."""
+    error = FieldError("Event", why, "too_long")
     earlier: tuple[FieldError, ...] = getattr(result, "errors", ())
     return InvalidRecord(
         result.name,
@@ -116,6 +128,17 @@ class Renderer:
             if redactor is not None:
                 malformed = redactor.malformed(malformed)
             result = invalid_from_malformed(malformed)
+        name = result.name[:_MAX_NAME] or "malformed"
+        key = None
+        if type(result) is Validated:
+            klass = event_class(result.privilege)
+            key = self.router.event_key(name, klass)
+            drift = result.drift
+            if not _fits(key):
+                result = _invalid(result, f"routing key longer than {_MAX_KEY} bytes")
+                key = None
+        if key is None:
+            klass, key, drift = "invalid", self._invalid_key(name), ()
         body = encode(
             result,
             server=self.server,
@@ -125,13 +148,6 @@ class Renderer:
             include_raw=self.include_raw,
             snapshot=record.snapshot,
         )
-        name = result.name[:_MAX_NAME] or "malformed"
-        if type(result) is Validated:
-            klass = event_class(result.privilege)
-            key = self.router.event_key(name, klass)
-            drift = result.drift
-        else:
-            klass, key, drift = "invalid", self.router.invalid_key(name), ()
         message = OutgoingMessage(
             routing_key=key,
             body=body,
@@ -141,6 +157,14 @@ class Renderer:
             headers=self._headers(name, list(result.privilege), record),
         )
         return Rendered(message, klass, klass != "invalid", drift)
+
+    def _invalid_key(self, name: str) -> str:
+        """The invalid route for ``name``, shortened until the key fits AMQP's limit."""
+        key = self.router.invalid_key(name)
+        while not _fits(key) and name:
+            name = name[:-1]
+            key = self.router.invalid_key(name)
+        return key
 
     def _status(self, record: Record) -> Rendered:
         status, fields = record.status()

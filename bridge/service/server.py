@@ -117,6 +117,7 @@ class ServerPipeline:
         self._retry = False
         self._first_unread = self.journal.acked_through + 1
         # labels() costs more than the increment: one child per (event, class), kept.
+        self._read: dict[tuple[str, str], Counter] = {}
         self._published: dict[tuple[str, str], Counter] = {}
         metrics.ami_connected.labels(self.id).set(0)
 
@@ -257,7 +258,7 @@ class ServerPipeline:
         if klass == "invalid":
             metrics.events_invalid.labels(self.id, event).inc()
         else:
-            metrics.events_read.labels(self.id, event, klass).inc()
+            _child(self._read, metrics.events_read, self.id, (event, klass)).inc()
         if drift:
             metrics.unknown_fields.labels(self.id, event).inc(len(drift))
 
@@ -271,11 +272,7 @@ class ServerPipeline:
             if result.outcome is Outcome.CONFIRMED:
                 confirmed.append(token.record_id)
                 key = (token.event, token.klass)
-                child = self._published.get(key)
-                if child is None:
-                    child = metrics.events_published.labels(self.id, *key)
-                    self._published[key] = child
-                child.inc()
+                _child(self._published, metrics.events_published, self.id, key).inc()
                 metrics.publish_latency.observe(now - token.received_at)
             elif result.outcome is Outcome.FAILED:
                 metrics.publish_failed.labels(self.id).inc()
@@ -319,3 +316,13 @@ class ServerPipeline:
             metrics.journal_depth.labels(self.id).set(self.journal.depth)
             metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
             await asyncio.sleep(interval)
+
+
+def _child(
+    children: dict[tuple[str, str], Counter], counter: Counter, server: str, key: tuple[str, str]
+) -> Counter:
+    """``counter``'s child for ``server`` and ``key``, made once and kept in ``children``."""
+    child = children.get(key)
+    if child is None:
+        child = children[key] = counter.labels(server, *key)
+    return child

@@ -55,17 +55,22 @@ async def depth(url: str, queue: str) -> int:
         return await queue_depth(await connection.channel(), queue)
 
 
-async def dead_letters(url: str, queue: str, expected: int) -> list[Message]:
-    """The messages in the dead-letter ``queue`` once ``expected`` are there and no more come."""
+async def dead_letter_bodies(url: str, queue: str, expected: int) -> list[bytes]:
+    """The bodies in the dead-letter ``queue`` once ``expected`` are there and no more come."""
     await wait_for(lambda: _has(url, queue, expected), 10.0, f"{expected} dead letters")
     await asyncio.sleep(0.5)  # a second copy would arrive by now
     async with amqp_connection(url) as connection:
         declared = await (await connection.channel()).declare_queue(queue, passive=True)
-        messages = []
+        bodies = []
         while (incoming := await declared.get(fail=False)) is not None:
-            messages.append(parse_message(incoming.body))
+            bodies.append(incoming.body)
             await incoming.ack()
-    return messages
+    return bodies
+
+
+async def dead_letters(url: str, queue: str, expected: int) -> list[Message]:
+    """:func:`dead_letter_bodies`, parsed."""
+    return [parse_message(body) for body in await dead_letter_bodies(url, queue, expected)]
 
 
 async def _has(url: str, queue: str, count: int) -> bool:
@@ -280,24 +285,12 @@ async def test_duplicates_are_skipped_and_unreadable_bodies_dead_lettered_at_onc
             amqp_url, names.exchange, hangup, hangup, b"{oops", event_body(NEWCHANNEL, seq=2)
         )
         await wait_for(lambda: len(calls) == 2, 10.0, "two handled messages")
-        dead_bodies = await dead_letters_raw(amqp_url, names.dead_letter_queue)
+        dead_bodies = await dead_letter_bodies(amqp_url, names.dead_letter_queue, 1)
 
     assert [m.id for m in calls] == ["pbx1:1:1", "pbx1:1:2"]
     assert consumer.tracker.duplicates == 1
     assert consumer.stats.unreadable == 1
     assert dead_bodies == [b"{oops"]
-
-
-async def dead_letters_raw(url: str, queue: str) -> list[bytes]:
-    await wait_for(lambda: _has(url, queue, 1), 10.0, "a dead letter")
-    await asyncio.sleep(0.3)
-    async with amqp_connection(url) as connection:
-        declared = await (await connection.channel()).declare_queue(queue, passive=True)
-        bodies = []
-        while (incoming := await declared.get(fail=False)) is not None:
-            bodies.append(incoming.body)
-            await incoming.ack()
-    return bodies
 
 
 # -- errors -----------------------------------------------------------------------------

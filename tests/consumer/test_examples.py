@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -14,19 +12,14 @@ from bridge.ami.shapes import CAUSES
 from bridge.consumer import EventMessage, Message, parse_message
 from bridge.events.generated import Hangup
 from tests.consumer.bodies import HANGUP, event_body, simulated_bodies
+from tests.support.scripts import import_script
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module (the examples are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    """A fresh import of ``examples/<name>.py``."""
+    return import_script(EXAMPLES / f"{name}.py", f"examples_{name}")
 
 
 @pytest.fixture(scope="module")

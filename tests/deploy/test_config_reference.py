@@ -7,31 +7,17 @@ every setting has its row, secrets show no default, and the TOML example loads.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
 from bridge.settings import DEFAULT_EXCHANGE, ENV_PREFIX, Settings, load_settings
+from tests.support.scripts import import_script
 
 from . import REPO
 
-
-def _load_script() -> ModuleType:
-    path = REPO / "scripts" / "config_reference.py"
-    spec = importlib.util.spec_from_file_location("config_reference", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("config_reference", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _load_script()
+reference = import_script(REPO / "scripts" / "config_reference.py", "config_reference")
 
 
 def _rows() -> dict[str, list[str]]:

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from bridge.events import generated
+from tests.support.scripts import import_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_models.py"
 
 
 @pytest.fixture(scope="module")
-def generator() -> Iterator[ModuleType]:
-    """The generator script, imported from its path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("generate_models", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look the module up in sys.modules while the class is created.
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+def generator() -> ModuleType:
+    """The generator script, imported from its path."""
+    return import_script(SCRIPT, "generate_models")
 
 
 def test_generated_file_equals_the_generator_output(generator: ModuleType) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-from pydantic.fields import FieldInfo
 
-from bridge.ami.protocol import serialize
 from bridge.events import (
     REGISTRY,
     AmiEvent,
@@ -22,7 +19,7 @@ from bridge.events import (
     model_for,
     validate,
 )
-from tests.events.wire import parse_event
+from tests.events.wire import full_message, parse_event, plausible_value
 
 CATALOG: dict[str, Any] = json.loads(
     (Path(generated.__file__).parent / "catalog.json").read_text(encoding="utf-8")
@@ -42,25 +39,6 @@ SEED_EVENTS = [
     "ChannelReload",
 ]
 MODELS = [info.model for info in list_models()]
-
-
-def plausible_value(name: str, info: FieldInfo) -> str:
-    """A wire value that fits the field's type: its first documented value, 42 or text."""
-    for leaf in typing.get_args(info.annotation) or (info.annotation,):
-        if typing.get_origin(leaf) is Literal:
-            return str(typing.get_args(leaf)[0])
-    if int in (typing.get_args(info.annotation) or (info.annotation,)):
-        return "42"
-    return f"value of {info.alias or name}"
-
-
-def full_message(model: type[AmiEvent]) -> bytes:
-    headers = [("Event", model.event_name), ("Privilege", f"{model.privilege_class},all")]
-    headers += [
-        (info.alias or name, plausible_value(name, info))
-        for name, info in model.model_fields.items()
-    ]
-    return serialize(headers)
 
 
 def test_every_catalog_event_has_a_model() -> None:

@@ -22,7 +22,7 @@ from bridge.ami.protocol import serialize
 from bridge.cli.main import main
 from bridge.cli.replay import render_capture
 from bridge.cli.schemas import default_schema_dir, differences
-from bridge.events import SCHEMA_VERSION, encode, list_models, validate
+from bridge.events import SCHEMA_VERSION, Envelope, encode, list_models, model_for, validate
 from bridge.events.contract import contract_files
 from bridge.events.schema import event_schema
 from bridge.events.status import STATUS_FIELDS
@@ -30,8 +30,7 @@ from bridge.publish.records import decode, encode_status
 from bridge.publish.routing import DEFAULT_TEMPLATE, BridgeStatus, Router
 from bridge.publish.topology import DEFAULT_EXCHANGE, unrouted_name
 from bridge.service.render import Rendered, Renderer
-from tests.events.test_registry import full_message
-from tests.events.wire import CAPTURES, parse_event
+from tests.events.wire import CAPTURES, full_message, parse_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 RECEIVED_AT = 1795675153.345209
@@ -281,15 +280,13 @@ def test_event_schemas_constrain_types_names_and_versions() -> None:
 
 
 def test_an_event_schema_is_its_envelope_model_schema() -> None:
-    from bridge.events import Envelope, model_for
-
     model = model_for("Hangup")
     assert model is not None
-    generated = Envelope[model].model_json_schema(by_alias=True)
+    from_model = Envelope[model].model_json_schema(by_alias=True)  # type: ignore[valid-type]
     schema = event_schema(model)
 
-    assert schema["$defs"]["Hangup"]["required"] == generated["$defs"]["Hangup"]["required"]
-    assert set(schema["properties"]) == set(generated["properties"]) - {"errors"}
+    assert schema["$defs"]["Hangup"]["required"] == from_model["$defs"]["Hangup"]["required"]
+    assert set(schema["properties"]) == set(from_model["properties"]) - {"errors"}
     assert schema["properties"]["fields"]["$ref"] == "#/$defs/Hangup"
 
 

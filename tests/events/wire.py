@@ -1,10 +1,15 @@
-"""Helpers for the event tests: AMI wire text in, parsed items out."""
+"""AMI wire text for the event tests: parsed items out, and a full message per model."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
+from typing import Literal
 
-from bridge.ami.protocol import AmiParser, Event, Item
+from pydantic.fields import FieldInfo
+
+from bridge.ami.protocol import AmiParser, Event, Item, serialize
+from bridge.events import AmiEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CAPTURES = sorted((FIXTURES / "captures").glob("*.ami"))
@@ -29,3 +34,23 @@ def parse_event(text: str | bytes) -> Event:
         data += b"\r\n" if data.endswith(b"\r\n") else b"\r\n\r\n"
     (event,) = parse_events(data)
     return event
+
+
+def plausible_value(name: str, info: FieldInfo) -> str:
+    """A wire value that fits the field's type: its first documented value, 42 or text."""
+    for leaf in typing.get_args(info.annotation) or (info.annotation,):
+        if typing.get_origin(leaf) is Literal:
+            return str(typing.get_args(leaf)[0])
+    if int in (typing.get_args(info.annotation) or (info.annotation,)):
+        return "42"
+    return f"value of {info.alias or name}"
+
+
+def full_message(model: type[AmiEvent]) -> bytes:
+    """One message of ``model``'s event carrying every field with a plausible value."""
+    headers = [("Event", model.event_name), ("Privilege", f"{model.privilege_class},all")]
+    headers += [
+        (info.alias or name, plausible_value(name, info))
+        for name, info in model.model_fields.items()
+    ]
+    return serialize(headers)

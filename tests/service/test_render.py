@@ -7,6 +7,7 @@ import struct
 import orjson
 import pytest
 
+from bridge.publish.amqp_frames import PublishEncoder
 from bridge.publish.records import RecordKind, decode, encode_event, encode_status
 from bridge.publish.routing import Router
 from bridge.service.render import Renderer
@@ -93,3 +94,28 @@ def test_resync_status_messages_render_on_the_bridge_route() -> None:
     assert rendered.message.routing_key == "pbx1.bridge.resync"
     assert "snapshot" not in body
     assert "snapshot" not in rendered.message.headers
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        # A privilege class long enough to push the key past AMQP's 255 bytes.
+        "Event: Hangup\nPrivilege: " + "x" * 300 + ",all\nChannel: PJSIP/1-01\nCause: 16",
+        # A short name whose escaping (% -> %25) triples it past the limit.
+        "Event: " + "%" * 90 + "\nPrivilege: system,all",
+    ],
+)
+def test_an_event_whose_routing_key_would_be_too_long_goes_to_the_invalid_route(
+    wire: str,
+) -> None:
+    record = decode(encode_event(9, 5, RECEIVED_AT, parse_event(wire)))
+    rendered = Renderer(Router("pbx1")).render(record)
+    key = rendered.message.routing_key
+    assert (rendered.klass, rendered.valid) == ("invalid", False)
+    assert key.startswith("pbx1.invalid.")
+    assert len(key.encode()) <= 255
+    body = orjson.loads(rendered.message.body)
+    assert any("routing key longer than 255 bytes" in str(error) for error in body["errors"])
+    out: list[bytes] = []
+    PublishEncoder(1, "ami.events", 4096).encode(rendered.message, out)  # does not raise
+    assert out
