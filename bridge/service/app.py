@@ -50,9 +50,11 @@ class BridgeApp:
             window=settings.publish_window,
             tls=tls,
         )
+        servers = settings.resolved_servers()
+        for server in servers:
+            settings.ami_secret_for(server)  # an unreadable secret file is a startup error
         self.pipelines = [
-            ServerPipeline(server, settings, self.publisher, self.metrics)
-            for server in settings.resolved_servers()
+            ServerPipeline(server, settings, self.publisher, self.metrics) for server in servers
         ]
         #: Takes AMI action requests from the bus; None when ``rpc_exchange`` is empty.
         self.rpc: RpcServer | None = None

@@ -10,6 +10,8 @@ event read by a state resync renders with ``"snapshot": true`` in its body and a
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,7 @@ from bridge.events.validation import (
     validate,
 )
 from bridge.publish.message import HeaderValue, OutgoingMessage
-from bridge.publish.records import Record, RecordKind
+from bridge.publish.records import Record, RecordKind, decode
 from bridge.publish.routing import BridgeStatus, Router, event_class
 from bridge.service.redact import maybe_redactor
 
@@ -95,6 +97,14 @@ def _invalid(result: Validated | InvalidRecord, why: str) -> InvalidRecord:
     )
 
 
+#: Routing-key segment and AMQP ``type`` of a message that has no event name.
+_NAMELESS = "malformed"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 class Renderer:
     """Renders the records of one server.
 
@@ -128,7 +138,7 @@ class Renderer:
             if redactor is not None:
                 malformed = redactor.malformed(malformed)
             result = invalid_from_malformed(malformed)
-        name = result.name[:_MAX_NAME] or "malformed"
+        name = result.name[:_MAX_NAME] or _NAMELESS
         key = None
         if type(result) is Validated:
             klass = event_class(result.privilege)
@@ -157,6 +167,35 @@ class Renderer:
             headers=self._headers(name, list(result.privilege), record),
         )
         return Rendered(message, klass, klass != "invalid", drift)
+
+    def unrenderable(self, payload: bytes, error: BaseException) -> Rendered:
+        """A last resort for a journal record :meth:`render` (or publishing) choked on.
+
+        The record goes to the invalid route of a nameless message, with the error and its
+        exact bytes, so nothing is lost and the pipeline is not stuck on it forever.
+        """
+        try:
+            record = decode(payload)
+        except ValueError:
+            record = Record(RecordKind.MALFORMED, 0, 0, time.time(), payload)
+        problem = FieldError(None, f"internal error: {type(error).__name__}: {error}", "internal")
+        invalid = InvalidRecord("", (), None, (), (problem,), (("", _b64(payload)),))
+        body = encode(
+            invalid,
+            server=self.server,
+            epoch=record.epoch,
+            seq=record.seq,
+            received_at=record.received_at,
+        )
+        message = OutgoingMessage(
+            routing_key=self._invalid_key(_NAMELESS),
+            body=body,
+            message_id=message_id(self.server, record.epoch, record.seq),
+            event=_NAMELESS,
+            timestamp=int(record.received_at),
+            headers=self._headers(_NAMELESS, [], record),
+        )
+        return Rendered(message, "invalid", False)
 
     def _invalid_key(self, name: str) -> str:
         """The invalid route for ``name``, shortened until the key fits AMQP's limit."""

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
@@ -37,7 +38,7 @@ from bridge.publish.journal import Journal
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
 from bridge.service.metrics import Metrics
-from bridge.service.render import Renderer
+from bridge.service.render import Rendered, Renderer
 from bridge.service.resync import ResyncRunner, is_fully_booted, parse_resync_actions
 from bridge.settings import AmiServer, Settings
 
@@ -50,6 +51,19 @@ _BATCH = 64
 #: Pause before republishing after a nack or a return, so a broker that keeps refusing
 #: is not hammered.
 _RETRY_PAUSE = 1.0
+
+
+def _read_secret(settings: Settings, server: AmiServer) -> str:
+    """The AMI secret, read again at each login so a rotated secret file is picked up.
+
+    Raises:
+        AmiConnectionError: the secret file cannot be read (retried with backoff, as a
+            file being rotated may be missing for a moment).
+    """
+    try:
+        return settings.ami_secret_for(server) or ""
+    except ValueError as exc:
+        raise AmiConnectionError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +106,7 @@ class ServerPipeline:
         )
         self.session = AmiSession(
             server.target,
-            lambda: settings.ami_secret_for(server) or "",
+            partial(_read_secret, settings, server),
             self,
             auth=server.auth or settings.ami_auth,
             events=settings.ami_events,
@@ -241,14 +255,27 @@ class ServerPipeline:
                 await asyncio.sleep(0)
 
     async def _publish(self, record_id: int, payload: bytes) -> None:
-        record = decode(payload)
-        rendered = self._renderer.render(record)
+        try:
+            record = decode(payload)
+            rendered = self._renderer.render(record)
+            received_at = record.received_at
+            if record_id >= self._first_unread:
+                # Count an event as read once, the first time it is rendered.
+                self._first_unread = record_id + 1
+                self._count_read(rendered.message.event, rendered.klass, rendered.drift)
+            await self._send(record_id, received_at, rendered)
+        except BrokerUnavailable:
+            raise
+        except Exception as exc:
+            # A bug, not bad input (render never raises on content): keep the bytes on
+            # the invalid route rather than stall on this record forever.
+            log.exception("%s: journal record %d could not be published as is", self.id, record_id)
+            rendered = self._renderer.unrenderable(payload, exc)
+            await self._send(record_id, time.time(), rendered)
+
+    async def _send(self, record_id: int, received_at: float, rendered: Rendered) -> None:
         message = rendered.message
-        if record_id >= self._first_unread:
-            # Count an event as read once, the first time it is rendered.
-            self._first_unread = record_id + 1
-            self._count_read(message.event, rendered.klass, rendered.drift)
-        token = Token(self, record_id, record.received_at, message.event, rendered.klass)
+        token = Token(self, record_id, received_at, message.event, rendered.klass)
         await self._publisher.publish(message, token)
 
     def _count_read(self, event: str, klass: str, drift: tuple[str, ...]) -> None:
