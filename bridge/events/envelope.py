@@ -60,7 +60,8 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
     strings when repeated.  Omitted when empty.
 ``repeated``
     For a known field sent more than once: every value in order (``fields`` holds the
-    first).  Omitted when empty.
+    first).  Also for a ``ChanVariable`` header that carried one variable twice: every
+    value of that header in order (``chan_vars`` holds the first).  Omitted when empty.
 ``chan_vars``
     ``ChanVariable`` headers folded into ``{header name: {variable: value}}``, the
     header name as sent (``ChanVariable``, ``DestChanVariable``, or the 1.6-11 form

@@ -43,7 +43,7 @@ _CHAN_VARIABLE = re.compile(r"[A-Za-z]*chanvariable(?:\(.*\))?", re.IGNORECASE)
 class Leftovers:
     """The parts of a message that are not model fields (filled by :func:`fold_headers`)."""
 
-    __slots__ = ("_spellings", "chan_vars", "extra", "repeated", "unparsed_lines")
+    __slots__ = ("_chan_values", "_spellings", "chan_vars", "extra", "repeated", "unparsed_lines")
 
     def __init__(self) -> None:
         self.extra: dict[str, str | list[str]] = {}
@@ -53,6 +53,8 @@ class Leftovers:
         # lower-cased unknown key -> its first spelling, so keys differing only in case
         # group together in constant time (a message may hold thousands of headers).
         self._spellings: dict[str, str] = {}
+        # Every value of each ChanVariable header, for the rare variable sent twice.
+        self._chan_values: dict[str, list[str]] = {}
 
     def add_unknown(self, key: str, value: str, into: dict[str, str | list[str]]) -> None:
         """File a header the model does not know: ``""``, a ChanVariable, or ``into``.
@@ -64,7 +66,13 @@ class Leftovers:
             self.unparsed_lines.append(value)
         elif _CHAN_VARIABLE.fullmatch(key):
             name, _, var_value = value.partition("=")
-            self.chan_vars.setdefault(key, {})[name] = var_value
+            self._chan_values.setdefault(key, []).append(value)
+            variables = self.chan_vars.setdefault(key, {})
+            if name in variables:
+                # The map keeps the first value, as fields do; ``repeated`` gets them all.
+                self.repeated[key] = self._chan_values[key]
+            else:
+                variables[name] = var_value
         else:
             key = self._spellings.setdefault(key.lower(), key)
             current = into.get(key)

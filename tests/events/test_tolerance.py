@@ -117,6 +117,23 @@ def test_chan_variables_fold_into_maps_per_header_name() -> None:
     assert result.extra == {}
 
 
+def test_a_chan_variable_sent_twice_keeps_every_value() -> None:
+    result = validated(
+        NEWEXTEN
+        + "\nChanVariable: A=1"
+        + "\nChanVariable: B=x"
+        + "\nChanVariable: A=2"
+        + "\nDestChanVariable: C=3"
+    )
+
+    assert result.chan_vars == {
+        "ChanVariable": {"A": "1", "B": "x"},
+        "DestChanVariable": {"C": "3"},
+    }
+    assert result.repeated == {"ChanVariable": ["A=1", "B=x", "A=2"]}
+    assert result.drift == ()
+
+
 def test_line_without_colon_is_kept_in_order() -> None:
     result = validated(NEWEXTEN + "\nthis line has no colon\nand neither has this")
 
