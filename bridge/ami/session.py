@@ -31,12 +31,13 @@ from typing import Any, TypeVar
 
 from bridge.ami.actions import ActionResult, AnswerHook
 from bridge.ami.backoff import Backoff
-from bridge.ami.client import AmiConnection, ConnectionOptions, PathLike, tls_client_context
+from bridge.ami.client import AmiConnection, ConnectionOptions
 from bridge.ami.errors import RETRYABLE, ActionTimeout, AmiConnectionError, AmiError, LoginFailed
 from bridge.ami.listener import Connected, Disconnected, ItemRouter, SessionListener
 from bridge.ami.login import AuthMethod, SecretSource, log_in
 from bridge.ami.protocol import HeaderInput
 from bridge.ami.target import AmiTarget
+from bridge.tls import PathLike, tls_client_context
 
 __all__ = [
     "AmiSession",

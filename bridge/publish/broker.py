@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import yarl
 
-from bridge.ami.client import maybe_tls_failure, tls_client_context
+from bridge.tls import maybe_tls_failure, tls_client_context
 
 __all__ = [
     "BrokerAuthError",

@@ -24,13 +24,14 @@ import pytest
 import yarl
 from pydantic import SecretStr
 
-from bridge.ami.client import AmiConnection, StreamItem, tls_client_context
+from bridge.ami.client import AmiConnection, StreamItem
 from bridge.ami.errors import AmiConnectionError
 from bridge.ami.login import log_in
 from bridge.ami.simulator import AmiSimulator
 from bridge.ami.target import parse_ami_url
 from bridge.cli.exit_codes import ExitCode
 from bridge.service.app import BridgeApp
+from bridge.tls import tls_client_context
 from tests.integration.contract import Body
 from tests.integration.harness import (
     SECRET,
