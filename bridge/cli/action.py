@@ -29,6 +29,7 @@ from typing import TextIO
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, settings_from_args
 from bridge.cli.run import configure_logging, new_event_loop
+from bridge.events.headers import add_value
 from bridge.events.rpc import ActionReply
 from bridge.publish.broker import BrokerError
 from bridge.service.rpc_client import ActionClient, NoReply, RpcClientError, prepare_request
@@ -80,13 +81,7 @@ def parse_headers(pairs: Sequence[str]) -> dict[str, str | list[str]]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"header {pair!r} is not KEY=VALUE")
-        current = headers.get(key)
-        if current is None:
-            headers[key] = value
-        elif isinstance(current, list):
-            current.append(value)
-        else:
-            headers[key] = [current, value]
+        add_value(headers, key, value)
     return headers
 
 

@@ -31,6 +31,7 @@ from bridge.events.fieldmap import FieldMap
 
 __all__ = [
     "Leftovers",
+    "add_value",
     "fold_headers",
     "headers_base64",
     "parse_privilege",
@@ -38,6 +39,17 @@ __all__ = [
 ]
 
 _CHAN_VARIABLE = re.compile(r"[A-Za-z]*chanvariable(?:\(.*\))?", re.IGNORECASE)
+
+
+def add_value(into: dict[str, str | list[str]], key: str, value: str) -> None:
+    """File ``value`` under ``key``: a string, or a list of strings once the key repeats."""
+    current = into.get(key)
+    if current is None:
+        into[key] = value
+    elif isinstance(current, list):
+        current.append(value)
+    else:
+        into[key] = [current, value]
 
 
 class Leftovers:
@@ -74,14 +86,7 @@ class Leftovers:
             else:
                 variables[name] = var_value
         else:
-            key = self._spellings.setdefault(key.lower(), key)
-            current = into.get(key)
-            if current is None:
-                into[key] = value
-            elif isinstance(current, list):
-                current.append(value)
-            else:
-                into[key] = [current, value]
+            add_value(into, self._spellings.setdefault(key.lower(), key), value)
 
 
 def fold_headers(

@@ -47,7 +47,7 @@ from bridge.ami.actions import ActionResult
 from bridge.ami.errors import LocalProtocolError
 from bridge.ami.protocol import CommandOutput, Header, Message, serialize
 from bridge.events.envelope import SCHEMA_VERSION
-from bridge.events.headers import replace_surrogates
+from bridge.events.headers import add_value, replace_surrogates
 from bridge.events.schema import JSON_SCHEMA_DIALECT, model_schema
 
 __all__ = [
@@ -273,14 +273,7 @@ def headers_object(message: Message) -> AmiHeaders:
             continue
         if fix is not None:
             key, value = fix(key), fix(value)
-        key = spellings.setdefault(lower, key)
-        current = folded.get(key)
-        if current is None:
-            folded[key] = value
-        elif isinstance(current, list):
-            current.append(value)
-        else:
-            folded[key] = [current, value]
+        add_value(folded, spellings.setdefault(lower, key), value)
     return folded
 
 

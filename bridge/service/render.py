@@ -158,14 +158,7 @@ class Renderer:
             include_raw=self.include_raw,
             snapshot=record.snapshot,
         )
-        message = OutgoingMessage(
-            routing_key=key,
-            body=body,
-            message_id=message_id(self.server, record.epoch, record.seq),
-            event=name,
-            timestamp=int(record.received_at),
-            headers=self._headers(name, list(result.privilege), record),
-        )
+        message = self._message(record, key, body, name, list(result.privilege))
         return Rendered(message, klass, klass != "invalid", drift)
 
     def unrenderable(self, payload: bytes, error: BaseException) -> Rendered:
@@ -187,14 +180,7 @@ class Renderer:
             seq=record.seq,
             received_at=record.received_at,
         )
-        message = OutgoingMessage(
-            routing_key=self._invalid_key(_NAMELESS),
-            body=body,
-            message_id=message_id(self.server, record.epoch, record.seq),
-            event=_NAMELESS,
-            timestamp=int(record.received_at),
-            headers=self._headers(_NAMELESS, [], record),
-        )
+        message = self._message(record, self._invalid_key(_NAMELESS), body, _NAMELESS, [])
         return Rendered(message, "invalid", False)
 
     def _invalid_key(self, name: str) -> str:
@@ -210,15 +196,21 @@ class Renderer:
         body = status_body(
             self.server, record.epoch, record.seq, record.received_at, status, fields
         )
-        message = OutgoingMessage(
-            routing_key=self.router.bridge_key(BridgeStatus(status)),
+        key = self.router.bridge_key(BridgeStatus(status))
+        return Rendered(self._message(record, key, body, status, []), "bridge", True)
+
+    def _message(
+        self, record: Record, key: str, body: bytes, event: str, privilege: list[str]
+    ) -> OutgoingMessage:
+        """The AMQP message for ``record``: its id, time and headers come from the record."""
+        return OutgoingMessage(
+            routing_key=key,
             body=body,
             message_id=message_id(self.server, record.epoch, record.seq),
-            event=status,
+            event=event,
             timestamp=int(record.received_at),
-            headers=self._headers(status, [], record),
+            headers=self._headers(event, privilege, record),
         )
-        return Rendered(message, "bridge", True)
 
     def _headers(self, event: str, privilege: list[str], record: Record) -> dict[str, HeaderValue]:
         headers: dict[str, HeaderValue] = {
