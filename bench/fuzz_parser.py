@@ -135,6 +135,15 @@ def check(data: bytes, options: Options, rng: random.Random) -> bool:
     return True
 
 
+def first_failure(group: ExceptionGroup[Exception]) -> Failure:
+    for error in group.exceptions:
+        if isinstance(error, Failure):
+            return error
+        if isinstance(error, ExceptionGroup):
+            return first_failure(error)
+    raise group
+
+
 def cost_per_mb(data: bytes, options: Options) -> float:
     """CPU seconds per MB for ``data`` repeated to 1 MB, in 256-byte reads."""
     if not data:
@@ -200,7 +209,9 @@ def main() -> None:
                         worst = (cost, piece)
             if time.monotonic() >= deadline:
                 break
-    except Failure as failure:
+    except (Failure, ExceptionGroup) as error:
+        # Hypothesis reports several distinct failures as a group: show the first.
+        failure = error if isinstance(error, Failure) else first_failure(error)
         name = f"fuzz-failure-{counts['mutated'] + counts['hypothesis']}.bin"
         Path(name).write_bytes(failure.data)
         print(f"FAILED: {failure} with {failure.options}; input written to {name}")
