@@ -138,14 +138,17 @@ class TestEveryFixture:
             assert parser.buffered == 0
             assert parser.state is ParserState.HEADERS
         assert by_piece == describe(parse_whole(data))
-        # ...so the parser's state at a message's start is the same whatever came
-        # before, and every two-way split of the stream is a split of one message.
+        # ...so a split of the stream is a split of one message: when that message, cut
+        # anywhere, gives the same items and leaves the parser empty again, at the next
+        # message's start, the rest of the stream parses as it does whole.
         for index, piece in enumerate(pieces):
             whole = describe(AmiParser(expect_banner=index == 0).feed(piece))
             for cut in range(1, len(piece)):
                 parser = AmiParser(expect_banner=index == 0)
                 items = parser.feed(piece[:cut]) + parser.feed(piece[cut:])
                 assert describe(items) == whole, (index, cut)
+                assert parser.buffered == 0, (index, cut)
+                assert parser.state is ParserState.HEADERS, (index, cut)
 
     @pytest.mark.parametrize("path", CAPTURES + LEGACY, ids=lambda p: p.name)
     def test_random_chunkings_give_the_same_items(self, path: Path) -> None:
