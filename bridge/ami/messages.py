@@ -3,6 +3,12 @@
 A message keeps every header as an ordered ``(key, value)`` pair, so repeated keys
 survive; lookups ignore case.  Messages from the parser hold their raw bytes and are
 decoded and split on first access (see :mod:`bridge.ami.protocol` for why).
+
+Values are kept exactly as sent, but for one: the name of an event or the status of a
+response (the value of the first header) loses leading and trailing blanks, as
+Asterisk's own parsers treat header values (``ast_skip_blanks`` and ``ast_trim_blanks``
+in ``main/manager.c``: every byte below ``!``).  ``Event: Hangup `` is a Hangup.  The
+exact bytes stay in ``raw``.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Self
+from typing import ClassVar, Self
 
 __all__ = [
     "Banner",
@@ -24,6 +30,7 @@ __all__ = [
     "decode",
     "split_headers",
     "split_headers_loosely",
+    "strip_name",
 ]
 
 Header = tuple[str, str]
@@ -44,6 +51,8 @@ class Message:
     _headers: tuple[Header, ...]
     _invalid_utf8: bool
     _raw: bytes
+    #: Whether the first header's value is a name (an event's, a response's status).
+    _named: ClassVar[bool] = False
 
     def __init__(self, headers: Iterable[Header], invalid_utf8: bool = False) -> None:
         self._headers = tuple(headers)
@@ -62,7 +71,8 @@ class Message:
             return self._headers
         except AttributeError:
             text, self._invalid_utf8 = decode(self._raw)
-            self._headers = split_headers(text)
+            headers = split_headers(text)
+            self._headers = strip_name(headers) if self._named else headers
             return self._headers
 
     @property
@@ -118,6 +128,7 @@ class Event(Message):
     """A message whose first key is ``Event``."""
 
     __slots__ = ()
+    _named = True
 
     @property
     def name(self) -> str:
@@ -128,6 +139,7 @@ class Response(Message):
     """A message whose first key is ``Response`` (Success, Error, Goodbye, Follows)."""
 
     __slots__ = ()
+    _named = True
 
     @property
     def status(self) -> str:
@@ -200,6 +212,19 @@ def split_headers_loosely(block: str) -> tuple[Header, ...]:
             # Blank lines before the first header are just extra separators.
             headers.append(("", line))
     return tuple(headers)
+
+
+# Asterisk's blanks: ast_skip_blanks and ast_trim_blanks skip every byte below 33.
+_BLANKS = "".join(map(chr, range(33)))
+
+
+def strip_name(headers: tuple[Header, ...]) -> tuple[Header, ...]:
+    """``headers`` with blanks stripped from the first value, the message's name."""
+    if not headers:
+        return headers
+    key, value = headers[0]
+    name = value.strip(_BLANKS)
+    return headers if name == value else ((key, name), *headers[1:])
 
 
 def split_headers(text: str) -> tuple[Header, ...]:

@@ -65,7 +65,8 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
 ``chan_vars``
     ``ChanVariable`` headers folded into ``{header name: {variable: value}}``, the
     header name as sent (``ChanVariable``, ``DestChanVariable``, or the 1.6-11 form
-    ``ChanVariable(SIP/1-0001)``).  Omitted when empty.
+    ``ChanVariable(SIP/1-0001)``).  A value without ``=`` is no variable and is kept in
+    ``extra`` instead (``FOO=`` is ``{"FOO": ""}`` here).  Omitted when empty.
 ``unparsed_lines``
     Lines that had no colon, in order.  Omitted when empty.
 ``snapshot``

@@ -11,7 +11,10 @@ under its alias; the first value wins and a repeat is recorded under
 * ``ChanVariable`` and ``<Prefix>ChanVariable``, in the current form
   ``ChanVariable: name=value`` and the 1.6-11 form ``ChanVariable(SIP/1-0001): name=value``
   -> ``chan_vars[<header name as sent>][name] = value``.  Keeping the header name as
-  sent keeps the variables of each channel of a 1.6-11 event apart;
+  sent keeps the variables of each channel of a 1.6-11 event apart.  Asterisk always
+  writes the ``=`` (``%s=%s`` in ``main/manager.c``), even for an empty value; a value
+  without one is no variable, so it goes to ``extra`` like any unknown header, and
+  ``FOO`` stays apart from ``FOO=``;
 * any other key -> ``extra`` under its first spelling (keys that differ only in case
   are the same key), a string, or a list of strings when repeated.
 
@@ -76,7 +79,7 @@ class Leftovers:
         """
         if not key:
             self.unparsed_lines.append(value)
-        elif _CHAN_VARIABLE.fullmatch(key):
+        elif "=" in value and _CHAN_VARIABLE.fullmatch(key):
             name, _, var_value = value.partition("=")
             self._chan_values.setdefault(key, []).append(value)
             variables = self.chan_vars.setdefault(key, {})

@@ -104,11 +104,10 @@ def test_chan_variables_fold_into_maps_per_header_name() -> None:
         + "\nDestChanVariable: ROLE=callee"
         + "\nChanVariable(SIP/1-0001): LEGACY=1"
         + "\nChanVariable(SIP/2-0002): LEGACY=2"
-        + "\nChanVariable: NOEQUALS"
     )
 
     assert result.chan_vars == {
-        "ChanVariable": {"CDR(ua)": "Yealink", "EMPTY": "", "FORMULA": "a=b", "NOEQUALS": ""},
+        "ChanVariable": {"CDR(ua)": "Yealink", "EMPTY": "", "FORMULA": "a=b"},
         "DestChanVariable": {"ROLE": "callee"},
         "ChanVariable(SIP/1-0001)": {"LEGACY": "1"},
         "ChanVariable(SIP/2-0002)": {"LEGACY": "2"},
