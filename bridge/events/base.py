@@ -19,8 +19,9 @@ reports such values instead of rejecting the event.
 Every model is frozen and keeps unknown headers (``extra="allow"``), so a newer Asterisk
 that adds a header never loses it.  Class variables carry the catalog facts that are not
 fields: the event name, its documented privilege class, the versions that document it
-and the actions it answers; the JSON Schema of each model repeats them as ``x-ami-*``
-keys.
+and the actions it answers; the AsyncAPI document repeats them for each message, while
+the JSON Schemas hold only standard keywords (so strict validators load them as they
+are).
 """
 
 from __future__ import annotations
@@ -33,18 +34,15 @@ __all__ = ["AmiEvent", "GenericEvent"]
 
 
 def _ami_schema_extra(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """Add the catalog facts of ``model`` to its JSON Schema as ``x-ami-*`` keys."""
-    name = getattr(model, "event_name", "")
-    if not name:
-        return
-    schema["x-ami-event"] = name
-    schema["x-ami-privilege"] = getattr(model, "privilege_class", None)
-    since = getattr(model, "since", ())
-    if since:
-        schema["x-ami-since"] = list(since)
-    response_to = getattr(model, "response_to", ())
-    if response_to:
-        schema["x-ami-response-to"] = list(response_to)
+    """Close the ``fields`` object of a typed model to undeclared keys.
+
+    Headers a model does not know are published under ``extra``, never in ``fields``,
+    so a typed model's schema declares exactly its fields: code generators then give
+    each field its own type, with no catch-all index beside it.  Only the generic
+    model keeps every header in ``fields``.
+    """
+    if getattr(model, "event_name", ""):
+        schema["additionalProperties"] = False
 
 
 class AmiEvent(BaseModel):

@@ -1328,6 +1328,21 @@ class TransfererChannelSnapshot(AmiEvent):
 # -- events --
 
 
+class AGIExec(AmiEvent):
+    """AMI event ``AGIExec``: class ``agi``; raised in res/res_agi.c."""
+
+    event_name: ClassVar[str] = "AGIExec"
+    privilege_class: ClassVar[str | None] = "agi"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Command: str | None = None
+    CommandId: int | None = None
+    Result: str | None = None
+    ResultCode: int | None = None
+    SubEvent: str | None = None
+
+
 class AGIExecEnd(ChannelSnapshot):
     """AMI event ``AGIExecEnd``: class ``agi``; since 12.0.0; raised in res/res_agi.c."""
 
@@ -1431,6 +1446,13 @@ class AgentCalled(ChannelSnapshot, DestChannelSnapshot):
     Queue: str | None = None
     MemberName: str | None = None
     Interface: str | None = None
+    AgentCalled: str | None = None
+    AgentName: str | None = None
+    ChannelCalling: str | None = None
+    DestinationChannel: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
 
 
 class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
@@ -1446,6 +1468,7 @@ class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
     HoldTime: int | None = None
     TalkTime: int | None = None
     Reason: ReasonValue | str | None = None
+    Member: str | None = None
 
 
 class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
@@ -1460,6 +1483,8 @@ class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
     Interface: str | None = None
     RingTime: int | None = None
     HoldTime: int | None = None
+    BridgedChannel: str | None = None
+    Member: str | None = None
 
 
 class AgentDump(ChannelSnapshot, DestChannelSnapshot):
@@ -1472,6 +1497,7 @@ class AgentDump(ChannelSnapshot, DestChannelSnapshot):
     Queue: str | None = None
     MemberName: str | None = None
     Interface: str | None = None
+    Member: str | None = None
 
 
 class AgentLogin(ChannelSnapshot):
@@ -1506,6 +1532,7 @@ class AgentRingNoAnswer(ChannelSnapshot, DestChannelSnapshot):
     MemberName: str | None = None
     Interface: str | None = None
     RingTime: int | None = None
+    Member: str | None = None
 
 
 class Agents(ChannelSnapshot):
@@ -1520,7 +1547,9 @@ class Agents(ChannelSnapshot):
     Status: AgentsStatusValue | str | None = None
     TalkingToChan: str | None = None
     CallStarted: str | None = None
-    LoggedInTime: str | None = None
+    LoggedInTime: int | None = None
+    LoggedInChan: str | None = None
+    TalkingTo: str | None = None
 
 
 class AgentsComplete(AmiEvent):
@@ -1529,6 +1558,11 @@ class AgentsComplete(AmiEvent):
     event_name: ClassVar[str] = "AgentsComplete"
     privilege_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class Alarm(AmiEvent):
@@ -1540,6 +1574,7 @@ class Alarm(AmiEvent):
 
     DAHDIChannel: str | None = None
     Alarm: str | None = None
+    Channel: int | None = None
 
 
 class AlarmClear(AmiEvent):
@@ -1550,6 +1585,7 @@ class AlarmClear(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
+    Channel: int | None = None
 
 
 class AorDetail(AmiEvent):
@@ -1623,6 +1659,20 @@ class AorListComplete(AmiEvent):
     ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
+class AsyncAGI(AmiEvent):
+    """AMI event ``AsyncAGI``: class ``agi``; raised in res/res_agi.c."""
+
+    event_name: ClassVar[str] = "AsyncAGI"
+    privilege_class: ClassVar[str | None] = "agi"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    CommandID: str | None = None
+    Env: str | None = None
+    Result: str | None = None
+    SubEvent: str | None = None
+
+
 class AsyncAGIEnd(ChannelSnapshot):
     """AMI event ``AsyncAGIEnd``: class ``agi``; since 12.0.0; raised in res/res_agi.c."""
 
@@ -1673,6 +1723,7 @@ class AttendedTransfer(
     DestBridgeUniqueid: str | None = None
     DestApp: str | None = None
     DestTransfererChannel: str | None = None
+    IsExternal: str | None = None
 
 
 class AuthDetail(AmiEvent):
@@ -1773,6 +1824,35 @@ class BlindTransfer(TransfererChannelSnapshot, TransfereeChannelSnapshot, Bridge
     )
 
 
+class Bridge(AmiEvent):
+    """AMI event ``Bridge``: class ``call``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "Bridge"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Bridgestate: str | None = None
+    Bridgetype: str | None = None
+    CallerID1: str | None = None
+    CallerID2: str | None = None
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Uniqueid1: str | None = None
+    Uniqueid2: str | None = None
+
+
+class BridgeAction(AmiEvent):
+    """AMI event ``BridgeAction``: class ``call``; raised in main/features.c."""
+
+    event_name: ClassVar[str] = "BridgeAction"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Response: str | None = None
+
+
 class BridgeCreate(BridgeSnapshot):
     """AMI event ``BridgeCreate``: class ``call``; since 12.0.0; raised in main/manager_bridges.c."""
 
@@ -1797,6 +1877,19 @@ class BridgeEnter(ChannelSnapshot, BridgeSnapshot):
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SwapUniqueid: str | None = None
+
+
+class BridgeExec(AmiEvent):
+    """AMI event ``BridgeExec``: class ``call``; raised in main/features.c."""
+
+    event_name: ClassVar[str] = "BridgeExec"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Reason: str | None = None
+    Response: str | None = None
 
 
 class BridgeInfoChannel(ChannelSnapshot):
@@ -1830,12 +1923,59 @@ class BridgeLeave(ChannelSnapshot, BridgeSnapshot):
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
+class BridgeListComplete(AmiEvent):
+    """AMI event ``BridgeListComplete``: no class; raised in main/manager_bridges.c."""
+
+    event_name: ClassVar[str] = "BridgeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class BridgeListItem(AmiEvent):
+    """AMI event ``BridgeListItem``: no class; raised in main/manager_bridges.c."""
+
+    event_name: ClassVar[str] = "BridgeListItem"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+
 class BridgeMerge(ToBridgeSnapshot, FromBridgeSnapshot):
     """AMI event ``BridgeMerge``: class ``call``; since 16.24.0, 18.10.0, 19.2.0; raised in main/manager_bridges.c."""
 
     event_name: ClassVar[str] = "BridgeMerge"
     privilege_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
+
+
+class BridgeTechnologyListComplete(AmiEvent):
+    """AMI event ``BridgeTechnologyListComplete``: no class; raised in main/bridge.c."""
+
+    event_name: ClassVar[str] = "BridgeTechnologyListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class BridgeTechnologyListItem(AmiEvent):
+    """AMI event ``BridgeTechnologyListItem``: no class; raised in main/bridge.c."""
+
+    event_name: ClassVar[str] = "BridgeTechnologyListItem"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    BridgePriority: int | None = None
+    BridgeSuspended: str | None = None
+    BridgeTechnology: str | None = None
+    BridgeType: str | None = None
 
 
 class BridgeVideoSourceUpdate(BridgeSnapshot):
@@ -1846,6 +1986,120 @@ class BridgeVideoSourceUpdate(BridgeSnapshot):
     since: ClassVar[tuple[str, ...]] = ("13.13.0", "14.2.0")
 
     BridgePreviousVideoSource: str | None = None
+
+
+class CCAvailable(AmiEvent):
+    """AMI event ``CCAvailable``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCAvailable"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    CoreID: int | None = None
+    Service: str | None = None
+
+
+class CCCallerRecalling(AmiEvent):
+    """AMI event ``CCCallerRecalling``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerRecalling"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCCallerStartMonitoring(AmiEvent):
+    """AMI event ``CCCallerStartMonitoring``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerStartMonitoring"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCCallerStopMonitoring(AmiEvent):
+    """AMI event ``CCCallerStopMonitoring``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerStopMonitoring"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCFailure(AmiEvent):
+    """AMI event ``CCFailure``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCFailure"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+    Reason: str | None = None
+
+
+class CCMonitorFailed(AmiEvent):
+    """AMI event ``CCMonitorFailed``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCMonitorFailed"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    CoreID: int | None = None
+
+
+class CCOfferTimerStart(AmiEvent):
+    """AMI event ``CCOfferTimerStart``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCOfferTimerStart"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+    Expires: int | None = None
+
+
+class CCRecallComplete(AmiEvent):
+    """AMI event ``CCRecallComplete``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRecallComplete"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCRequestAcknowledged(AmiEvent):
+    """AMI event ``CCRequestAcknowledged``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRequestAcknowledged"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCRequested(AmiEvent):
+    """AMI event ``CCRequested``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRequested"
+    privilege_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    Caller: str | None = None
+    CoreID: int | None = None
 
 
 class CEL(AmiEvent):
@@ -1962,6 +2216,16 @@ class ChanSpyStop(SpyerChannelSnapshot, SpyeeChannelSnapshot):
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
+class ChannelHungup(AmiEvent):
+    """AMI event ``ChannelHungup``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "ChannelHungup"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+
+
 class ChannelTalkingStart(ChannelSnapshot):
     """AMI event ``ChannelTalkingStart``: class ``call``; since 12.4.0; raised in main/stasis_channels.c."""
 
@@ -1978,6 +2242,49 @@ class ChannelTalkingStop(ChannelSnapshot):
     since: ClassVar[tuple[str, ...]] = ("12.4.0",)
 
     Duration: int | None = None
+
+
+class ChannelUpdate(AmiEvent):
+    """AMI event ``ChannelUpdate``: class ``system``; raised in addons/chan_ooh323.c, channels/chan_gtalk.c, channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "ChannelUpdate"
+    privilege_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallRef: int | None = None
+    Channel: str | None = None
+    Channeltype: str | None = None
+    Gtalk_SID: str | None = Field(None, alias="Gtalk-SID")
+    IAX2_callno_local: int | None = Field(None, alias="IAX2-callno-local")
+    IAX2_callno_remote: int | None = Field(None, alias="IAX2-callno-remote")
+    IAX2_peer: str | None = Field(None, alias="IAX2-peer")
+    Peername: str | None = None
+    SIPcallid: str | None = None
+    SIPfullcontact: str | None = None
+    Uniqueid: str | None = None
+
+
+class ChannelsHungupListComplete(AmiEvent):
+    """AMI event ``ChannelsHungupListComplete``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "ChannelsHungupListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class CloseSession(AmiEvent):
+    """AMI event ``CloseSession``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "CloseSession"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CloseSession: str | None = None
 
 
 class ConfbridgeEnd(BridgeSnapshot):
@@ -2028,7 +2335,21 @@ class ConfbridgeList(ChannelSnapshot):
     Waiting: WaitingValue | str | None = None
     Muted: MutedValue | str | None = None
     Talking: TalkingValue | str | None = None
-    AnsweredTime: str | None = None
+    AnsweredTime: int | None = None
+    EndMarkedAny: str | None = None
+
+
+class ConfbridgeListComplete(AmiEvent):
+    """AMI event ``ConfbridgeListComplete``: no class; raised in apps/app_confbridge.c."""
+
+    event_name: ClassVar[str] = "ConfbridgeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class ConfbridgeListRooms(AmiEvent):
@@ -2039,10 +2360,23 @@ class ConfbridgeListRooms(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    Parties: str | None = None
-    Marked: str | None = None
+    Parties: int | None = None
+    Marked: int | None = None
     Locked: LockedValue | str | None = None
     Muted: MutedValue | str | None = None
+
+
+class ConfbridgeListRoomsComplete(AmiEvent):
+    """AMI event ``ConfbridgeListRoomsComplete``: no class; raised in apps/app_confbridge.c."""
+
+    event_name: ClassVar[str] = "ConfbridgeListRoomsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class ConfbridgeMute(ChannelSnapshot, BridgeSnapshot):
@@ -2192,6 +2526,19 @@ class ContactStatusDetail(AmiEvent):
     Qualify2xxOnly: str | None = None
 
 
+class ContactStatusDetailComplete(AmiEvent):
+    """AMI event ``ContactStatusDetailComplete``: no class; raised in res/res_pjsip_registrar.c."""
+
+    event_name: ClassVar[str] = "ContactStatusDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class CoreShowChannel(ChannelSnapshot):
     """AMI event ``CoreShowChannel``: class ``call``; since 18.26.0, 20.11.0, 21.6.0, 22.1.0; answers CoreShowChannels; raised in main/manager_doc.xml."""
 
@@ -2204,6 +2551,22 @@ class CoreShowChannel(ChannelSnapshot):
     Application: str | None = None
     ApplicationData: str | None = None
     Duration: str | None = None
+    BridgedChannel: str | None = None
+    BridgedUniqueID: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+
+
+class CoreShowChannelMap(AmiEvent):
+    """AMI event ``CoreShowChannelMap``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "CoreShowChannelMap"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    ConnectedChannel: str | None = None
 
 
 class CoreShowChannelMapComplete(AmiEvent):
@@ -2240,9 +2603,124 @@ class DAHDIChannel(ChannelSnapshot):
     privilege_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    DAHDIGroup: str | None = None
-    DAHDISpan: str | None = None
+    DAHDIGroup: int | None = None
+    DAHDISpan: int | None = None
     DAHDIChannel: str | None = None
+
+
+class DAHDIShowChannels(AmiEvent):
+    """AMI event ``DAHDIShowChannels``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowChannels"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AccountCode: str | None = None
+    Alarm: str | None = None
+    Channel: str | None = None
+    Context: str | None = None
+    DAHDIChannel: int | None = None
+    DND: str | None = None
+    Description: str | None = None
+    Signalling: str | None = None
+    SignallingCode: int | None = None
+    Uniqueid: str | None = None
+
+
+class DAHDIShowChannelsComplete(AmiEvent):
+    """AMI event ``DAHDIShowChannelsComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowChannelsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
+
+
+class DAHDIShowStatus(AmiEvent):
+    """AMI event ``DAHDIShowStatus``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowStatus"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Alarms: str | None = None
+    CRC: int | None = None
+    Coding: str | None = None
+    Description: str | None = None
+    Framing: str | None = None
+    IRQ: int | None = None
+    LBO: str | None = None
+    Options: str | None = None
+    Span: int | None = None
+    bpviol: int | None = None
+
+
+class DAHDIShowStatusComplete(AmiEvent):
+    """AMI event ``DAHDIShowStatusComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
+
+
+class DBGetComplete(AmiEvent):
+    """AMI event ``DBGetComplete``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class DBGetResponse(AmiEvent):
+    """AMI event ``DBGetResponse``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetResponse"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Family: str | None = None
+    Key: str | None = None
+    Val: str | None = None
+
+
+class DBGetTreeComplete(AmiEvent):
+    """AMI event ``DBGetTreeComplete``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetTreeComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class DBGetTreeResponse(AmiEvent):
+    """AMI event ``DBGetTreeResponse``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetTreeResponse"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Key: str | None = None
+    Val: str | None = None
 
 
 class DNDState(AmiEvent):
@@ -2254,6 +2732,22 @@ class DNDState(AmiEvent):
 
     DAHDIChannel: str | None = None
     Status: DNDStateStatusValue | str | None = None
+    Channel: str | None = None
+
+
+class DTMF(AmiEvent):
+    """AMI event ``DTMF``: class ``dtmf``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "DTMF"
+    privilege_class: ClassVar[str | None] = "dtmf"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Begin: str | None = None
+    Channel: str | None = None
+    Digit: str | None = None
+    Direction: str | None = None
+    End: str | None = None
+    Uniqueid: str | None = None
 
 
 class DTMFBegin(ChannelSnapshot):
@@ -2289,6 +2783,23 @@ class DeadlockStart(AmiEvent):
     Mutex: str | None = None
 
 
+class DeviceEntry(AmiEvent):
+    """AMI event ``DeviceEntry``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "DeviceEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ChannelObjectType: str | None = None
+    Channeltype: str | None = None
+    DeviceId: str | None = None
+    Devicestatus: str | None = None
+    IPaddress: str | None = None
+    NumberOfLines: int | None = None
+    ObjectName: str | None = None
+    Type: str | None = None
+
+
 class DeviceStateChange(AmiEvent):
     """AMI event ``DeviceStateChange``: class ``call``; since 13.0.0; answers DeviceStateList; raised in main/devicestate.c."""
 
@@ -2308,6 +2819,19 @@ class DeviceStateListComplete(AmiEvent):
     privilege_class: ClassVar[str | None] = "command"
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
     response_to: ClassVar[tuple[str, ...]] = ("DeviceStateList",)
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class DevicelistComplete(AmiEvent):
+    """AMI event ``DevicelistComplete``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "DevicelistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
 
     EventList: str | None = Field(
         None, description="List marker: `Complete` on the event that ends a list response."
@@ -2602,6 +3126,10 @@ class FAXSessionsComplete(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
 
     Total: int | None = None
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class FAXSessionsEntry(AmiEvent):
@@ -2613,7 +3141,7 @@ class FAXSessionsEntry(AmiEvent):
 
     Channel: str | None = None
     Technology: str | None = None
-    SessionNumber: str | None = None
+    SessionNumber: int | None = None
     SessionType: SessionTypeValue | str | None = None
     Operation: FAXSessionsEntryOperationValue | str | None = None
     State: StateValue | str | None = None
@@ -2646,6 +3174,7 @@ class FAXStatus(ChannelSnapshot):
     Status: str | None = None
     LocalStationID: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
 
 
 class FailedACL(AmiEvent):
@@ -2756,6 +3285,7 @@ class Hold(ChannelSnapshot):
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     MusicClass: str | None = None
+    Status: str | None = None
 
 
 class IdentifyDetail(AmiEvent):
@@ -2803,6 +3333,19 @@ class InboundRegistrationDetail(AmiEvent):
     Contact: str | None = None
 
 
+class InboundRegistrationDetailComplete(AmiEvent):
+    """AMI event ``InboundRegistrationDetailComplete``: no class; raised in res/res_pjsip_registrar.c."""
+
+    event_name: ClassVar[str] = "InboundRegistrationDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class InboundSubscriptionDetail(AmiEvent):
     """AMI event ``InboundSubscriptionDetail``: class ``command``; since 12.0.0; raised in res/res_pjsip_pubsub.c."""
 
@@ -2821,6 +3364,19 @@ class InboundSubscriptionDetail(AmiEvent):
     )
     ExtensionStates: ExtensionStatesValue | str | None = None
     Mailboxes: str | None = None
+
+
+class InboundSubscriptionDetailComplete(AmiEvent):
+    """AMI event ``InboundSubscriptionDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "InboundSubscriptionDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class InvalidAccountID(AmiEvent):
@@ -2884,6 +3440,138 @@ class InvalidTransport(AmiEvent):
     SessionTV: str | None = None
 
 
+class JabberEvent(AmiEvent):
+    """AMI event ``JabberEvent``: class ``user``; raised in res/res_jabber.c, res/res_xmpp.c."""
+
+    event_name: ClassVar[str] = "JabberEvent"
+    privilege_class: ClassVar[str | None] = "user"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Account: str | None = None
+    Packet: str | None = None
+
+
+class JabberStatus(AmiEvent):
+    """AMI event ``JabberStatus``: class ``user``; raised in res/res_jabber.c, res/res_xmpp.c."""
+
+    event_name: ClassVar[str] = "JabberStatus"
+    privilege_class: ClassVar[str | None] = "user"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Account: str | None = None
+    Description: str | None = None
+    JID: str | None = None
+    Priority: int | None = None
+    Resource: str | None = None
+    Status: int | None = None
+
+
+class JitterBufStats(AmiEvent):
+    """AMI event ``JitterBufStats``: class ``reporting``; raised in channels/chan_iax2.c."""
+
+    event_name: ClassVar[str] = "JitterBufStats"
+    privilege_class: ClassVar[str | None] = "reporting"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    LocalDropped: int | None = None
+    LocalJBDelay: int | None = None
+    LocalJitter: int | None = None
+    LocalLossPercent: int | None = None
+    LocalReceived: int | None = None
+    LocalTotalLost: int | None = None
+    Localooo: int | None = None
+    Owner: str | None = None
+    Ping: int | None = None
+    RemoteDropped: int | None = None
+    RemoteJBDelay: int | None = None
+    RemoteJitter: int | None = None
+    RemoteLossPercent: int | None = None
+    RemoteReceived: int | None = None
+    RemoteTotalLost: int | None = None
+    Remoteooo: int | None = None
+
+
+class Join(AmiEvent):
+    """AMI event ``Join``: class ``call``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "Join"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Count: int | None = None
+    Position: int | None = None
+    Queue: str | None = None
+    Uniqueid: str | None = None
+
+
+class Leave(AmiEvent):
+    """AMI event ``Leave``: class ``call``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "Leave"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Count: int | None = None
+    Position: int | None = None
+    Queue: str | None = None
+    Uniqueid: str | None = None
+
+
+class LineEntry(AmiEvent):
+    """AMI event ``LineEntry``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "LineEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ChannelObjectType: str | None = None
+    Channeltype: str | None = None
+    Device: str | None = None
+    Instance: int | None = None
+    Label: str | None = None
+    ObjectName: str | None = None
+
+
+class LinelistComplete(AmiEvent):
+    """AMI event ``LinelistComplete``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "LinelistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class ListDialplan(AmiEvent):
+    """AMI event ``ListDialplan``: no class; raised in main/pbx.c."""
+
+    event_name: ClassVar[str] = "ListDialplan"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AppData: str | None = None
+    Application: str | None = None
+    Context: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+    ExtensionLabel: str | None = None
+    IgnorePattern: str | None = None
+    IncludeContext: str | None = None
+    Priority: str | None = None
+    Registrar: str | None = None
+    Switch: str | None = None
+
+
 class Load(AmiEvent):
     """AMI event ``Load``: class ``system``; since 16.0.0; raised in main/loader.c."""
 
@@ -2924,6 +3612,10 @@ class LocalBridge(LocalOneChannelSnapshot, LocalTwoChannelSnapshot):
     Context: str | None = None
     Exten: str | None = None
     LocalOptimization: LocalOptimizationValue | str | None = None
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Uniqueid1: str | None = None
+    Uniqueid2: str | None = None
 
 
 class LocalOptimizationBegin(
@@ -2958,6 +3650,8 @@ class LogChannel(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Channel: str | None = None
+    Enabled: str | None = None
+    Reason: str | None = None
 
 
 class MCID(ChannelSnapshot):
@@ -3020,6 +3714,19 @@ class MWIGetComplete(AmiEvent):
     ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
+class Masquerade(AmiEvent):
+    """AMI event ``Masquerade``: class ``call``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "Masquerade"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Clone: str | None = None
+    CloneState: str | None = None
+    Original: str | None = None
+    OriginalState: str | None = None
+
+
 class MeetmeEnd(AmiEvent):
     """AMI event ``MeetmeEnd``: class ``call``; since 12.0.0; raised in apps/app_meetme.c."""
 
@@ -3039,6 +3746,7 @@ class MeetmeJoin(ChannelSnapshot):
 
     Meetme: str | None = None
     User: str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeLeave(ChannelSnapshot):
@@ -3051,6 +3759,7 @@ class MeetmeLeave(ChannelSnapshot):
     Meetme: str | None = None
     User: str | None = None
     Duration: int | None = None
+    Usernum: int | None = None
 
 
 class MeetmeList(AmiEvent):
@@ -3061,7 +3770,7 @@ class MeetmeList(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    UserNumber: str | None = None
+    UserNumber: int | None = None
     CallerIDNum: str | None = None
     CallerIDName: str | None = None
     ConnectedLineNum: str | None = None
@@ -3074,6 +3783,19 @@ class MeetmeList(AmiEvent):
     Talking: str | None = None
 
 
+class MeetmeListComplete(AmiEvent):
+    """AMI event ``MeetmeListComplete``: no class; raised in apps/app_meetme.c."""
+
+    event_name: ClassVar[str] = "MeetmeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class MeetmeListRooms(AmiEvent):
     """AMI event ``MeetmeListRooms``: class ``call``; since 16.29.0, 18.15.0, 19.7.0; raised in apps/app_meetme.c."""
 
@@ -3082,11 +3804,24 @@ class MeetmeListRooms(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    Parties: str | None = None
+    Parties: int | None = None
     Marked: str | None = None
     Activity: str | None = None
     Creation: str | None = None
     Locked: str | None = None
+
+
+class MeetmeListRoomsComplete(AmiEvent):
+    """AMI event ``MeetmeListRoomsComplete``: no class; raised in apps/app_meetme.c."""
+
+    event_name: ClassVar[str] = "MeetmeListRoomsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class MeetmeMute(ChannelSnapshot):
@@ -3100,6 +3835,7 @@ class MeetmeMute(ChannelSnapshot):
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeMuteStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeTalkRequest(ChannelSnapshot):
@@ -3113,6 +3849,7 @@ class MeetmeTalkRequest(ChannelSnapshot):
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeTalkRequestStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeTalking(ChannelSnapshot):
@@ -3126,6 +3863,7 @@ class MeetmeTalking(ChannelSnapshot):
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeTalkingStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MemoryLimit(AmiEvent):
@@ -3155,7 +3893,7 @@ class MessageWaiting(ChannelSnapshot):
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Mailbox: str | None = None
-    Waiting: str | None = None
+    Waiting: int | None = None
     New: int | None = None
     Old: int | None = None
 
@@ -3197,6 +3935,64 @@ class MixMonitorStop(ChannelSnapshot):
     event_name: ClassVar[str] = "MixMonitorStop"
     privilege_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.17.0", "18.3.0")
+
+
+class MobileStatus(AmiEvent):
+    """AMI event ``MobileStatus``: class ``system``; raised in addons/chan_mobile.c."""
+
+    event_name: ClassVar[str] = "MobileStatus"
+    privilege_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Device: str | None = None
+    Status: str | None = None
+
+
+class ModuleLoadReport(AmiEvent):
+    """AMI event ``ModuleLoadReport``: class ``system``; raised in main/loader.c."""
+
+    event_name: ClassVar[str] = "ModuleLoadReport"
+    privilege_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ModuleCount: int | None = None
+    ModuleLoadStatus: str | None = None
+    ModuleSelection: str | None = None
+
+
+class MonitorStart(AmiEvent):
+    """AMI event ``MonitorStart``: class ``call``; raised in res/res_monitor.c."""
+
+    event_name: ClassVar[str] = "MonitorStart"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Uniqueid: str | None = None
+
+
+class MonitorStop(AmiEvent):
+    """AMI event ``MonitorStop``: class ``call``; raised in res/res_monitor.c."""
+
+    event_name: ClassVar[str] = "MonitorStop"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Uniqueid: str | None = None
+
+
+class MusicOnHold(AmiEvent):
+    """AMI event ``MusicOnHold``: class ``call``; raised in res/res_musiconhold.c."""
+
+    event_name: ClassVar[str] = "MusicOnHold"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Class: str | None = None
+    State: str | None = None
+    UniqueID: str | None = None
 
 
 class MusicOnHoldStart(ChannelSnapshot):
@@ -3259,6 +4055,19 @@ class NewExten(ChannelSnapshot):
     AppData: str | None = None
 
 
+class NewPeerAccount(AmiEvent):
+    """AMI event ``NewPeerAccount``: class ``call``; raised in main/cdr.c."""
+
+    event_name: ClassVar[str] = "NewPeerAccount"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    OldPeerAccount: str | None = None
+    PeerAccount: str | None = None
+    Uniqueid: str | None = None
+
+
 class Newchannel(ChannelSnapshot):
     """AMI event ``Newchannel``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
@@ -3288,7 +4097,7 @@ class OriginateResponse(AmiEvent):
     Exten: str | None = None
     Application: str | None = None
     Data: str | None = None
-    Reason: str | None = None
+    Reason: int | None = None
     Uniqueid: str | None = None
     CallerIDNum: str | None = None
     CallerIDName: str | None = None
@@ -3327,6 +4136,21 @@ class OutboundRegistrationDetail(AmiEvent):
     NextReg: str | None = None
 
 
+class OutboundRegistrationDetailComplete(AmiEvent):
+    """AMI event ``OutboundRegistrationDetailComplete``: no class; raised in res/res_pjsip_outbound_registration.c."""
+
+    event_name: ClassVar[str] = "OutboundRegistrationDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    NotRegistered: int | None = None
+    Registered: int | None = None
+
+
 class OutboundSubscriptionDetail(AmiEvent):
     """AMI event ``OutboundSubscriptionDetail``: class ``command``; since 12.0.0; raised in res/res_pjsip_pubsub.c."""
 
@@ -3347,6 +4171,19 @@ class OutboundSubscriptionDetail(AmiEvent):
     Mailboxes: str | None = None
 
 
+class OutboundSubscriptionDetailComplete(AmiEvent):
+    """AMI event ``OutboundSubscriptionDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "OutboundSubscriptionDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class PJSIPMaintenanceStatus(AmiEvent):
     """AMI event ``PJSIPMaintenanceStatus``: class ``system``; since 20.20.0, 22.10.0, 23.4.0; raised in res/res_pjsip_maintenance.c."""
 
@@ -3356,6 +4193,33 @@ class PJSIPMaintenanceStatus(AmiEvent):
 
     Endpoint: str | None = None
     Status: PJSIPMaintenanceStatusStatusValue | str | None = None
+
+
+class PJSIPMaintenanceStatusComplete(AmiEvent):
+    """AMI event ``PJSIPMaintenanceStatusComplete``: no class; raised in res/res_pjsip_maintenance.c."""
+
+    event_name: ClassVar[str] = "PJSIPMaintenanceStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class PRIShowSpansComplete(AmiEvent):
+    """AMI event ``PRIShowSpansComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "PRIShowSpansComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
 
 
 class ParkedCall(ParkeeChannelSnapshot):
@@ -3370,6 +4234,16 @@ class ParkedCall(ParkeeChannelSnapshot):
     ParkingSpace: int | None = None
     ParkingTimeout: int | None = None
     ParkingDuration: int | None = None
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Duration: int | None = None
+    Exten: str | None = None
+    From: str | None = None
+    Timeout: int | None = None
+    Uniqueid: str | None = None
 
 
 class ParkedCallGiveUp(ParkeeChannelSnapshot, ParkerChannelSnapshot):
@@ -3414,6 +4288,79 @@ class ParkedCallTimeOut(ParkeeChannelSnapshot, ParkerChannelSnapshot):
     ParkingDuration: int | None = None
 
 
+class ParkedCallsComplete(AmiEvent):
+    """AMI event ``ParkedCallsComplete``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "ParkedCallsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Total: int | None = None
+
+
+class Parkinglot(AmiEvent):
+    """AMI event ``Parkinglot``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "Parkinglot"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Name: str | None = None
+    StartExten: int | None = None
+    StartSpace: int | None = None
+    StopExten: int | None = None
+    StopSpace: int | None = None
+    Timeout: int | None = None
+
+
+class ParkinglotsComplete(AmiEvent):
+    """AMI event ``ParkinglotsComplete``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "ParkinglotsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class PeerEntry(AmiEvent):
+    """AMI event ``PeerEntry``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "PeerEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ACL: str | None = None
+    Accountcode: str | None = None
+    AutoComedia: str | None = None
+    AutoForcerport: str | None = None
+    ChanObjectType: str | None = None
+    Channeltype: str | None = None
+    Comedia: str | None = None
+    Description: str | None = None
+    Dynamic: str | None = None
+    Encryption: str | None = None
+    Forcerport: str | None = None
+    IPaddress: str | None = None
+    IPport: str | None = None
+    Mask: str | None = None
+    ObjectName: str | None = None
+    ObjectUsername: str | None = None
+    Port: str | None = None
+    RealtimeDevice: str | None = None
+    Status: str | None = None
+    TextSupport: str | None = None
+    Trunk: str | None = None
+    VideoSupport: str | None = None
+
+
 class PeerStatus(AmiEvent):
     """AMI event ``PeerStatus``: class ``system``; since 12.0.0; raised in main/stasis_endpoints.c."""
 
@@ -3424,12 +4371,25 @@ class PeerStatus(AmiEvent):
     ChannelType: str | None = None
     Peer: str | None = None
     PeerStatus: PeerStatusValue | str | None = None
-    Cause: int | None = Field(
+    Cause: str | None = Field(
         None, description="Cause code; for Hangup the Q.850 cause, whose text is in Cause-txt."
     )
     Address: str | None = None
-    Port: int | None = None
+    Port: str | None = None
     Time: int | None = None
+
+
+class PeerlistComplete(AmiEvent):
+    """AMI event ``PeerlistComplete``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "PeerlistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class Pickup(ChannelSnapshot, TargetChannelSnapshot):
@@ -3535,8 +4495,33 @@ class QueueEntry(AmiEvent):
     CallerIDName: str | None = None
     ConnectedLineNum: str | None = None
     ConnectedLineName: str | None = None
-    Wait: str | None = None
+    Wait: int | None = None
     Priority: int | None = None
+
+
+class QueueMember(AmiEvent):
+    """AMI event ``QueueMember``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueMember"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallsTaken: int | None = None
+    InCall: int | None = None
+    IsInCall: int | None = None
+    LastCall: int | None = None
+    LastPause: int | None = None
+    Location: str | None = None
+    LoginTime: int | None = None
+    Membership: str | None = None
+    Name: str | None = None
+    Paused: int | None = None
+    PausedReason: str | None = None
+    Penalty: int | None = None
+    Queue: str | None = None
+    StateInterface: str | None = None
+    Status: int | None = None
+    Wrapuptime: int | None = None
 
 
 class QueueMemberAdded(AmiEvent):
@@ -3562,6 +4547,7 @@ class QueueMemberAdded(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberPause(AmiEvent):
@@ -3589,6 +4575,20 @@ class QueueMemberPause(AmiEvent):
     Wrapuptime: int | None = None
 
 
+class QueueMemberPaused(AmiEvent):
+    """AMI event ``QueueMemberPaused``: class ``agent``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueMemberPaused"
+    privilege_class: ClassVar[str | None] = "agent"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Location: str | None = None
+    MemberName: str | None = None
+    Paused: int | None = None
+    Queue: str | None = None
+    Reason: str | None = None
+
+
 class QueueMemberPenalty(AmiEvent):
     """AMI event ``QueueMemberPenalty``: class ``agent``; since 12.0.0; raised in apps/app_queue.c."""
 
@@ -3612,6 +4612,7 @@ class QueueMemberPenalty(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberRemoved(AmiEvent):
@@ -3637,6 +4638,7 @@ class QueueMemberRemoved(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberRinginuse(AmiEvent):
@@ -3662,6 +4664,7 @@ class QueueMemberRinginuse(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberStatus(AmiEvent):
@@ -3687,6 +4690,7 @@ class QueueMemberStatus(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueParams(AmiEvent):
@@ -3708,6 +4712,48 @@ class QueueParams(AmiEvent):
     Queue: str | None = None
     ServiceLevel: int | None = None
     Weight: int | None = None
+
+
+class QueueStatusComplete(AmiEvent):
+    """AMI event ``QueueStatusComplete``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class QueueSummary(AmiEvent):
+    """AMI event ``QueueSummary``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueSummary"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Available: int | None = None
+    Callers: int | None = None
+    HoldTime: int | None = None
+    LoggedIn: int | None = None
+    LongestHoldTime: int | None = None
+    Queue: str | None = None
+    TalkTime: int | None = None
+
+
+class QueueSummaryComplete(AmiEvent):
+    """AMI event ``QueueSummaryComplete``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueSummaryComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class RTCPReceived(ChannelSnapshot):
@@ -3734,6 +4780,15 @@ class RTCPReceived(ChannelSnapshot):
     ReportXIAJitter: str | None = None
     ReportXLSR: str | None = None
     ReportXDLSR: str | None = None
+    DLSR: str | None = None
+    FractionLost: int | None = None
+    HighestSequence: int | None = None
+    IAJitter: int | None = None
+    LastSR: str | None = None
+    PacketsLost: int | None = None
+    ReceptionReports: int | None = None
+    SenderSSRC: int | None = None
+    SequenceNumberCycles: int | None = None
 
 
 class RTCPSent(ChannelSnapshot):
@@ -3748,9 +4803,9 @@ class RTCPSent(ChannelSnapshot):
     To: str | None = None
     ReportCount: str | None = None
     SentNTP: str | None = None
-    SentRTP: str | None = None
-    SentPackets: str | None = None
-    SentOctets: str | None = None
+    SentRTP: int | None = None
+    SentPackets: int | None = None
+    SentOctets: int | None = None
     ReportXSourceSSRC: str | None = None
     ReportXFractionLost: str | None = None
     ReportXCumulativeLost: str | None = None
@@ -3759,6 +4814,12 @@ class RTCPSent(ChannelSnapshot):
     ReportXIAJitter: str | None = None
     ReportXLSR: str | None = None
     ReportXDLSR: str | None = None
+    CumulativeLoss: int | None = None
+    DLSR: str | None = None
+    FractionLost: int | None = None
+    IAJitter: str | None = None
+    OurSSRC: int | None = None
+    TheirLastSR: int | None = None
 
 
 class ReceiveFAX(ChannelSnapshot):
@@ -3774,6 +4835,20 @@ class ReceiveFAX(ChannelSnapshot):
     Resolution: str | None = None
     TransferRate: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
+
+
+class RegistrationsComplete(AmiEvent):
+    """AMI event ``RegistrationsComplete``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "RegistrationsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class Registry(AmiEvent):
@@ -3787,9 +4862,28 @@ class Registry(AmiEvent):
     Username: str | None = None
     Domain: str | None = None
     Status: RegistryStatusValue | str | None = None
-    Cause: int | None = Field(
+    Cause: str | None = Field(
         None, description="Cause code; for Hangup the Q.850 cause, whose text is in Cause-txt."
     )
+
+
+class RegistryEntry(AmiEvent):
+    """AMI event ``RegistryEntry``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "RegistryEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    DNSmanager: str | None = None
+    Domain: str | None = None
+    DomainPort: int | None = None
+    Host: str | None = None
+    Perceived: str | None = None
+    Port: int | None = None
+    Refresh: int | None = None
+    RegistrationTime: int | None = None
+    State: str | None = None
+    Username: str | None = None
 
 
 class Reload(AmiEvent):
@@ -3801,6 +4895,7 @@ class Reload(AmiEvent):
 
     Module: str | None = None
     Status: ReloadStatusValue | str | None = None
+    Message: str | None = None
 
 
 class Rename(AmiEvent):
@@ -3809,6 +4904,10 @@ class Rename(AmiEvent):
     event_name: ClassVar[str] = "Rename"
     privilege_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
+
+    Channel: str | None = None
+    Newname: str | None = None
+    Uniqueid: str | None = None
 
 
 class RequestBadFormat(AmiEvent):
@@ -3889,6 +4988,42 @@ class ResourceListDetail(AmiEvent):
     ResourceDisplayName: str | None = None
 
 
+class ResourceListDetailComplete(AmiEvent):
+    """AMI event ``ResourceListDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "ResourceListDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class SIPQualifyPeerDone(AmiEvent):
+    """AMI event ``SIPQualifyPeerDone``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SIPQualifyPeerDone"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Peer: str | None = None
+
+
+class SIPpeerstatusComplete(AmiEvent):
+    """AMI event ``SIPpeerstatusComplete``: no class; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SIPpeerstatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class SendFAX(ChannelSnapshot):
     """AMI event ``SendFAX``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
@@ -3902,6 +5037,7 @@ class SendFAX(ChannelSnapshot):
     Resolution: str | None = None
     TransferRate: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
 
 
 class SessionLimit(AmiEvent):
@@ -3921,6 +5057,34 @@ class SessionLimit(AmiEvent):
     RemoteAddress: str | None = None
     Module: str | None = None
     SessionTV: str | None = None
+
+
+class SessionTimeout(AmiEvent):
+    """AMI event ``SessionTimeout``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SessionTimeout"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Source: str | None = None
+    Uniqueid: str | None = None
+
+
+class ShowDialPlanComplete(AmiEvent):
+    """AMI event ``ShowDialPlanComplete``: no class; raised in main/pbx.c."""
+
+    event_name: ClassVar[str] = "ShowDialPlanComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    ListContexts: int | None = None
+    ListExtensions: int | None = None
+    ListPriorities: int | None = None
 
 
 class Shutdown(AmiEvent):
@@ -3953,7 +5117,7 @@ class SpanAlarm(AmiEvent):
     privilege_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    Span: str | None = None
+    Span: int | None = None
     Alarm: str | None = None
 
 
@@ -3964,7 +5128,7 @@ class SpanAlarmClear(AmiEvent):
     privilege_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    Span: str | None = None
+    Span: int | None = None
 
 
 class Status(ChannelSnapshot):
@@ -3988,9 +5152,14 @@ class Status(ChannelSnapshot):
     Readtrans: str | None = None
     Writeformat: str | None = None
     Writetrans: str | None = None
-    Callgroup: str | None = None
-    Pickupgroup: str | None = None
+    Callgroup: int | None = None
+    Pickupgroup: int | None = None
     Seconds: int | None = None
+    Account: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+    State: str | None = None
 
 
 class StatusComplete(AmiEvent):
@@ -4026,6 +5195,40 @@ class SuccessfulAuth(AmiEvent):
     UsingPassword: str | None = None
     Module: str | None = None
     SessionTV: str | None = None
+
+
+class TestEvent(AmiEvent):
+    """AMI event ``TestEvent``: class ``reporting``; raised in main/test.c."""
+
+    event_name: ClassVar[str] = "TestEvent"
+    privilege_class: ClassVar[str | None] = "reporting"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AppFile: str | None = None
+    AppFunction: str | None = None
+    AppLine: int | None = None
+    Expression: str | None = None
+    State: str | None = None
+    Type: str | None = None
+
+
+class Transfer(AmiEvent):
+    """AMI event ``Transfer``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "Transfer"
+    privilege_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    SIP_Callid: str | None = Field(None, alias="SIP-Callid")
+    TargetChannel: str | None = None
+    TargetUniqueid: str | None = None
+    Transfer2Parking: str | None = None
+    TransferContext: str | None = None
+    TransferExten: str | None = None
+    TransferMethod: str | None = None
+    TransferType: str | None = None
+    Uniqueid: str | None = None
 
 
 class TransportDetail(AmiEvent):
@@ -4082,6 +5285,14 @@ class UnParkedCall(ParkeeChannelSnapshot, ParkerChannelSnapshot, RetrieverChanne
     ParkingSpace: int | None = None
     ParkingTimeout: int | None = None
     ParkingDuration: int | None = None
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Exten: str | None = None
+    From: str | None = None
+    Uniqueid: str | None = None
 
 
 class UnexpectedAddress(AmiEvent):
@@ -4145,6 +5356,19 @@ class VarSet(ChannelSnapshot):
     Value: str | None = None
 
 
+class VoicemailBoxDetailComplete(AmiEvent):
+    """AMI event ``VoicemailBoxDetailComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailBoxDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class VoicemailPasswordChange(AmiEvent):
     """AMI event ``VoicemailPasswordChange``: class ``user``; since 18.21.0, 20.6.0, 21.1.0; raised in apps/app_voicemail.c."""
 
@@ -4157,6 +5381,72 @@ class VoicemailPasswordChange(AmiEvent):
     NewPassword: str | None = None
 
 
+class VoicemailUserDetailComplete(AmiEvent):
+    """AMI event ``VoicemailUserDetailComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class VoicemailUserEntry(AmiEvent):
+    """AMI event ``VoicemailUserEntry``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AttachMessage: str | None = None
+    AttachmentFormat: str | None = None
+    CallOperator: str | None = None
+    Callback: str | None = None
+    CanReview: str | None = None
+    DeleteMessage: str | None = None
+    Dialout: str | None = None
+    Email: str | None = None
+    ExitContext: str | None = None
+    FromString: str | None = None
+    Fullname: str | None = None
+    IMAPFlags: str | None = None
+    IMAPPort: str | None = None
+    IMAPServer: str | None = None
+    IMAPUser: str | None = None
+    Language: str | None = None
+    MailCommand: str | None = None
+    MaxMessageCount: int | None = None
+    MaxMessageLength: int | None = None
+    NewMessageCount: int | None = None
+    OldMessageCount: int | None = None
+    Pager: str | None = None
+    SayCID: str | None = None
+    SayDurationMinimum: int | None = None
+    SayEnvelope: str | None = None
+    ServerEmail: str | None = None
+    TimeZone: str | None = None
+    UniqueID: str | None = None
+    VMContext: str | None = None
+    VoiceMailbox: str | None = None
+    VolumeGain: str | None = None
+
+
+class VoicemailUserEntryComplete(AmiEvent):
+    """AMI event ``VoicemailUserEntryComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserEntryComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class Wink(ChannelSnapshot):
     """AMI event ``Wink``: class ``call``; since 16.24.0, 18.10.0, 19.2.0; raised in main/manager_channels.c."""
 
@@ -4166,6 +5456,7 @@ class Wink(ChannelSnapshot):
 
 
 MODELS: tuple[type[AmiEvent], ...] = (
+    AGIExec,
     AGIExecEnd,
     AGIExecStart,
     AOCD,
@@ -4185,6 +5476,7 @@ MODELS: tuple[type[AmiEvent], ...] = (
     AorDetail,
     AorList,
     AorListComplete,
+    AsyncAGI,
     AsyncAGIEnd,
     AsyncAGIExec,
     AsyncAGIStart,
@@ -4194,27 +5486,50 @@ MODELS: tuple[type[AmiEvent], ...] = (
     AuthListComplete,
     AuthMethodNotAllowed,
     BlindTransfer,
+    Bridge,
+    BridgeAction,
     BridgeCreate,
     BridgeDestroy,
     BridgeEnter,
+    BridgeExec,
     BridgeInfoChannel,
     BridgeInfoComplete,
     BridgeLeave,
+    BridgeListComplete,
+    BridgeListItem,
     BridgeMerge,
+    BridgeTechnologyListComplete,
+    BridgeTechnologyListItem,
     BridgeVideoSourceUpdate,
+    CCAvailable,
+    CCCallerRecalling,
+    CCCallerStartMonitoring,
+    CCCallerStopMonitoring,
+    CCFailure,
+    CCMonitorFailed,
+    CCOfferTimerStart,
+    CCRecallComplete,
+    CCRequestAcknowledged,
+    CCRequested,
     CEL,
     Cdr,
     ChallengeResponseFailed,
     ChallengeSent,
     ChanSpyStart,
     ChanSpyStop,
+    ChannelHungup,
     ChannelTalkingStart,
     ChannelTalkingStop,
+    ChannelUpdate,
+    ChannelsHungupListComplete,
+    CloseSession,
     ConfbridgeEnd,
     ConfbridgeJoin,
     ConfbridgeLeave,
     ConfbridgeList,
+    ConfbridgeListComplete,
     ConfbridgeListRooms,
+    ConfbridgeListRoomsComplete,
     ConfbridgeMute,
     ConfbridgeRecord,
     ConfbridgeStart,
@@ -4225,16 +5540,29 @@ MODELS: tuple[type[AmiEvent], ...] = (
     ContactListComplete,
     ContactStatus,
     ContactStatusDetail,
+    ContactStatusDetailComplete,
     CoreShowChannel,
+    CoreShowChannelMap,
     CoreShowChannelMapComplete,
     CoreShowChannelsComplete,
     DAHDIChannel,
+    DAHDIShowChannels,
+    DAHDIShowChannelsComplete,
+    DAHDIShowStatus,
+    DAHDIShowStatusComplete,
+    DBGetComplete,
+    DBGetResponse,
+    DBGetTreeComplete,
+    DBGetTreeResponse,
     DNDState,
+    DTMF,
     DTMFBegin,
     DTMFEnd,
     DeadlockStart,
+    DeviceEntry,
     DeviceStateChange,
     DeviceStateListComplete,
+    DevicelistComplete,
     DialBegin,
     DialEnd,
     DialState,
@@ -4260,10 +5588,20 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Hold,
     IdentifyDetail,
     InboundRegistrationDetail,
+    InboundRegistrationDetailComplete,
     InboundSubscriptionDetail,
+    InboundSubscriptionDetailComplete,
     InvalidAccountID,
     InvalidPassword,
     InvalidTransport,
+    JabberEvent,
+    JabberStatus,
+    JitterBufStats,
+    Join,
+    Leave,
+    LineEntry,
+    LinelistComplete,
+    ListDialplan,
     Load,
     LoadAverageLimit,
     LocalBridge,
@@ -4273,11 +5611,14 @@ MODELS: tuple[type[AmiEvent], ...] = (
     MCID,
     MWIGet,
     MWIGetComplete,
+    Masquerade,
     MeetmeEnd,
     MeetmeJoin,
     MeetmeLeave,
     MeetmeList,
+    MeetmeListComplete,
     MeetmeListRooms,
+    MeetmeListRoomsComplete,
     MeetmeMute,
     MeetmeTalkRequest,
     MeetmeTalking,
@@ -4287,23 +5628,38 @@ MODELS: tuple[type[AmiEvent], ...] = (
     MixMonitorMute,
     MixMonitorStart,
     MixMonitorStop,
+    MobileStatus,
+    ModuleLoadReport,
+    MonitorStart,
+    MonitorStop,
+    MusicOnHold,
     MusicOnHoldStart,
     MusicOnHoldStop,
     NewAccountCode,
     NewCallerid,
     NewConnectedLine,
     NewExten,
+    NewPeerAccount,
     Newchannel,
     Newstate,
     OriginateResponse,
     OutboundRegistrationDetail,
+    OutboundRegistrationDetailComplete,
     OutboundSubscriptionDetail,
+    OutboundSubscriptionDetailComplete,
     PJSIPMaintenanceStatus,
+    PJSIPMaintenanceStatusComplete,
+    PRIShowSpansComplete,
     ParkedCall,
     ParkedCallGiveUp,
     ParkedCallSwap,
     ParkedCallTimeOut,
+    ParkedCallsComplete,
+    Parkinglot,
+    ParkinglotsComplete,
+    PeerEntry,
     PeerStatus,
+    PeerlistComplete,
     Pickup,
     PresenceStateChange,
     PresenceStateListComplete,
@@ -4312,25 +5668,37 @@ MODELS: tuple[type[AmiEvent], ...] = (
     QueueCallerJoin,
     QueueCallerLeave,
     QueueEntry,
+    QueueMember,
     QueueMemberAdded,
     QueueMemberPause,
+    QueueMemberPaused,
     QueueMemberPenalty,
     QueueMemberRemoved,
     QueueMemberRinginuse,
     QueueMemberStatus,
     QueueParams,
+    QueueStatusComplete,
+    QueueSummary,
+    QueueSummaryComplete,
     RTCPReceived,
     RTCPSent,
     ReceiveFAX,
+    RegistrationsComplete,
     Registry,
+    RegistryEntry,
     Reload,
     Rename,
     RequestBadFormat,
     RequestNotAllowed,
     RequestNotSupported,
     ResourceListDetail,
+    ResourceListDetailComplete,
+    SIPQualifyPeerDone,
+    SIPpeerstatusComplete,
     SendFAX,
     SessionLimit,
+    SessionTimeout,
+    ShowDialPlanComplete,
     Shutdown,
     SoftHangupRequest,
     SpanAlarm,
@@ -4338,6 +5706,8 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Status,
     StatusComplete,
     SuccessfulAuth,
+    TestEvent,
+    Transfer,
     TransportDetail,
     UnParkedCall,
     UnexpectedAddress,
@@ -4345,6 +5715,10 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Unload,
     UserEvent,
     VarSet,
+    VoicemailBoxDetailComplete,
     VoicemailPasswordChange,
+    VoicemailUserDetailComplete,
+    VoicemailUserEntry,
+    VoicemailUserEntryComplete,
     Wink,
 )

@@ -72,14 +72,15 @@ def test_a_snapshot_item_renders_with_the_flag_in_its_body_and_headers() -> None
 
 
 def test_an_invalid_snapshot_item_is_flagged_too() -> None:
-    broken = parse_event("Event: CoreShowChannel\nActionID: amib-3\nChannelState: six")
+    # Hangup cannot lack its Cause (a mistyped optional field would still be an event).
+    broken = parse_event("Event: Hangup\nActionID: amib-3\nChannel: PJSIP/a-1")
     rendered = Renderer(Router("pbx1")).render(
         decode(encode_event(9, 6, RECEIVED_AT, broken, snapshot=True))
     )
     body = orjson.loads(rendered.message.body)
     validate_body(body)
     assert (body["kind"], body["snapshot"]) == ("invalid", True)
-    assert rendered.message.routing_key == "pbx1.invalid.coreshowchannel"
+    assert rendered.message.routing_key == "pbx1.invalid.hangup"
     assert rendered.message.headers["snapshot"] is True
 
 
