@@ -236,6 +236,8 @@ class EventSpec:
     since: list[str]
     sources: list[str]
     response_to: list[str]
+    #: The class the code raises it with as an unsolicited event; None for list items.
+    live_class: str | None = None
     groups: list[GroupSpec] = field(default_factory=list)
     fields: list[FieldSpec] = field(default_factory=list)
 
@@ -390,6 +392,16 @@ def code_only_fields(name: str, known: Sequence[str], emitted: Emitted) -> list[
     return extra
 
 
+def live_class_of(name: str, emitted: Emitted) -> str | None:
+    """The class ``name`` is raised with unsolicited (``manager_event`` and the like with
+    an ``EVENT_FLAG``), or None when the code only writes it in reply to an action."""
+    if name in PRIVILEGE_OVERRIDES:
+        return PRIVILEGE_OVERRIDES[name]
+    entry = emitted.events.get(name.lower())
+    classes = entry["classes"] if entry else []
+    return str(classes[0]) if classes else None
+
+
 def build_event(name: str, entry: Mapping[str, Any], rules: TypingRules) -> EventSpec:
     classes = entry["classes"]
     spec = EventSpec(
@@ -398,6 +410,7 @@ def build_event(name: str, entry: Mapping[str, Any], rules: TypingRules) -> Even
         since=list(entry["since"]),
         sources=list(entry["source_files"]),
         response_to=list(entry.get("response_to_actions", [])),
+        live_class=live_class_of(name, rules.emitted),
     )
     in_groups: set[str] = set()
     for kind, prefix in find_groups(entry["fields"]):
@@ -530,6 +543,8 @@ def render_event(spec: EventSpec) -> list[str]:
     lines.append(f"    event_name: ClassVar[str] = {q(spec.name)}")
     privilege = q(spec.privilege_class) if spec.privilege_class else "None"
     lines.append(f"    privilege_class: ClassVar[str | None] = {privilege}")
+    if spec.live_class is not None:
+        lines.append(f"    live_class: ClassVar[str | None] = {q(spec.live_class)}")
     lines += render_tuple("since: ClassVar[tuple[str, ...]]", spec.since, "    ")
     if spec.response_to:
         lines += render_tuple("response_to: ClassVar[tuple[str, ...]]", spec.response_to, "    ")

@@ -54,6 +54,10 @@ class AmiEvent(BaseModel):
     event_name: ClassVar[str] = ""
     #: The documented privilege class (``call``, ``system``...), None when undocumented.
     privilege_class: ClassVar[str | None] = None
+    #: The class the code raises the event with unsolicited (``manager_event`` with an
+    #: ``EVENT_FLAG``); None when it is only sent in reply to an action.  A resync's
+    #: snapshot items, which come without a Privilege header, route by it.
+    live_class: ClassVar[str | None] = None
     #: Asterisk versions whose documentation introduces the event.
     since: ClassVar[tuple[str, ...]] = ()
     #: Actions that answer with this event (list items and ``*Complete`` events).

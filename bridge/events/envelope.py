@@ -53,9 +53,10 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
     The typed fields, keyed by AMI name as the Asterisk docs spell it, only those sent:
     integers as JSON numbers (only where every Asterisk release since 11 writes the
     header as a number, see ``scripts/generate_models.py``), all else strings exactly
-    as sent (``<unknown>`` and C escapes are not touched).  ``Event``, ``Privilege`` and ``Timestamp`` are not
-    repeated here; ``SystemName`` and ``ActionID`` are.  For an event without a model
-    every header is here, as a string or a list of strings when it was repeated.
+    as sent (``<unknown>`` and C escapes are not touched).  ``Event``, ``Privilege``
+    and ``Timestamp`` are not repeated here; ``SystemName`` and ``ActionID`` are.  For
+    an event without a model every header is here, as a string or a list of strings
+    when it was repeated.
 ``extra``
     Headers that did not fit the model, by their first spelling: a string, or a list of
     strings when repeated.  Omitted when empty.  These are headers the model does not

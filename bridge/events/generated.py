@@ -1333,6 +1333,7 @@ class AGIExec(AmiEvent):
 
     event_name: ClassVar[str] = "AGIExec"
     privilege_class: ClassVar[str | None] = "agi"
+    live_class: ClassVar[str | None] = "agi"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -1373,6 +1374,7 @@ class AOCD(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-D")
     event_name: ClassVar[str] = "AOC-D"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Charge: str | None = None
@@ -1394,6 +1396,7 @@ class AOCE(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-E")
     event_name: ClassVar[str] = "AOC-E"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChargingAssociation: str | None = None
@@ -1419,6 +1422,7 @@ class AOCS(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-S")
     event_name: ClassVar[str] = "AOC-S"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Chargeable: str | None = None
@@ -1441,6 +1445,7 @@ class AgentCalled(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentCalled"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1460,6 +1465,7 @@ class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentComplete"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1476,6 +1482,7 @@ class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentConnect"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1492,6 +1499,7 @@ class AgentDump(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentDump"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1505,6 +1513,7 @@ class AgentLogin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentLogin"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Agent: str | None = None
@@ -1515,6 +1524,7 @@ class AgentLogoff(ChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentLogoff"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Agent: str | None = None
@@ -1526,6 +1536,7 @@ class AgentRingNoAnswer(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentRingNoAnswer"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1570,6 +1581,7 @@ class Alarm(AmiEvent):
 
     event_name: ClassVar[str] = "Alarm"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
@@ -1582,6 +1594,7 @@ class AlarmClear(AmiEvent):
 
     event_name: ClassVar[str] = "AlarmClear"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
@@ -1664,6 +1677,7 @@ class AsyncAGI(AmiEvent):
 
     event_name: ClassVar[str] = "AsyncAGI"
     privilege_class: ClassVar[str | None] = "agi"
+    live_class: ClassVar[str | None] = "agi"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -1716,6 +1730,7 @@ class AttendedTransfer(
 
     event_name: ClassVar[str] = "AttendedTransfer"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Result: ResultValue | str | None = None
@@ -1814,6 +1829,7 @@ class BlindTransfer(TransfererChannelSnapshot, TransfereeChannelSnapshot, Bridge
 
     event_name: ClassVar[str] = "BlindTransfer"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Result: ResultValue | str | None = None
@@ -1829,6 +1845,7 @@ class Bridge(AmiEvent):
 
     event_name: ClassVar[str] = "Bridge"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Bridgestate: str | None = None
@@ -1846,6 +1863,7 @@ class BridgeAction(AmiEvent):
 
     event_name: ClassVar[str] = "BridgeAction"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel1: str | None = None
@@ -1858,6 +1876,7 @@ class BridgeCreate(BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeCreate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1866,6 +1885,7 @@ class BridgeDestroy(BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeDestroy"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1874,6 +1894,7 @@ class BridgeEnter(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeEnter"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SwapUniqueid: str | None = None
@@ -1884,6 +1905,7 @@ class BridgeExec(AmiEvent):
 
     event_name: ClassVar[str] = "BridgeExec"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel1: str | None = None
@@ -1920,6 +1942,7 @@ class BridgeLeave(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1949,6 +1972,7 @@ class BridgeMerge(ToBridgeSnapshot, FromBridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeMerge"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
 
@@ -1983,6 +2007,7 @@ class BridgeVideoSourceUpdate(BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeVideoSourceUpdate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.13.0", "14.2.0")
 
     BridgePreviousVideoSource: str | None = None
@@ -1993,6 +2018,7 @@ class CCAvailable(AmiEvent):
 
     event_name: ClassVar[str] = "CCAvailable"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Callee: str | None = None
@@ -2005,6 +2031,7 @@ class CCCallerRecalling(AmiEvent):
 
     event_name: ClassVar[str] = "CCCallerRecalling"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2016,6 +2043,7 @@ class CCCallerStartMonitoring(AmiEvent):
 
     event_name: ClassVar[str] = "CCCallerStartMonitoring"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2027,6 +2055,7 @@ class CCCallerStopMonitoring(AmiEvent):
 
     event_name: ClassVar[str] = "CCCallerStopMonitoring"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2038,6 +2067,7 @@ class CCFailure(AmiEvent):
 
     event_name: ClassVar[str] = "CCFailure"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2050,6 +2080,7 @@ class CCMonitorFailed(AmiEvent):
 
     event_name: ClassVar[str] = "CCMonitorFailed"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Callee: str | None = None
@@ -2061,6 +2092,7 @@ class CCOfferTimerStart(AmiEvent):
 
     event_name: ClassVar[str] = "CCOfferTimerStart"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2073,6 +2105,7 @@ class CCRecallComplete(AmiEvent):
 
     event_name: ClassVar[str] = "CCRecallComplete"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2084,6 +2117,7 @@ class CCRequestAcknowledged(AmiEvent):
 
     event_name: ClassVar[str] = "CCRequestAcknowledged"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Caller: str | None = None
@@ -2095,6 +2129,7 @@ class CCRequested(AmiEvent):
 
     event_name: ClassVar[str] = "CCRequested"
     privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
     since: ClassVar[tuple[str, ...]] = ()
 
     Callee: str | None = None
@@ -2107,6 +2142,7 @@ class CEL(AmiEvent):
 
     event_name: ClassVar[str] = "CEL"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.2.0",)
 
     EventName: EventNameValue | str | None = None
@@ -2136,6 +2172,7 @@ class Cdr(AmiEvent):
 
     event_name: ClassVar[str] = "Cdr"
     privilege_class: ClassVar[str | None] = "cdr"
+    live_class: ClassVar[str | None] = "cdr"
     since: ClassVar[tuple[str, ...]] = ("13.2.0",)
 
     AccountCode: str | None = None
@@ -2205,6 +2242,7 @@ class ChanSpyStart(SpyerChannelSnapshot, SpyeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ChanSpyStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -2213,6 +2251,7 @@ class ChanSpyStop(SpyerChannelSnapshot, SpyeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ChanSpyStop"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -2231,6 +2270,7 @@ class ChannelTalkingStart(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ChannelTalkingStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.4.0",)
 
 
@@ -2239,6 +2279,7 @@ class ChannelTalkingStop(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ChannelTalkingStop"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.4.0",)
 
     Duration: int | None = None
@@ -2249,6 +2290,7 @@ class ChannelUpdate(AmiEvent):
 
     event_name: ClassVar[str] = "ChannelUpdate"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ()
 
     CallRef: int | None = None
@@ -2292,6 +2334,7 @@ class ConfbridgeEnd(BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2302,6 +2345,7 @@ class ConfbridgeJoin(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeJoin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2314,6 +2358,7 @@ class ConfbridgeLeave(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2405,6 +2450,7 @@ class ConfbridgeStart(BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2425,6 +2471,7 @@ class ConfbridgeTalking(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeTalking"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2491,6 +2538,7 @@ class ContactStatus(AmiEvent):
 
     event_name: ClassVar[str] = "ContactStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("13.5.0",)
 
     URI: str | None = None
@@ -2601,6 +2649,7 @@ class DAHDIChannel(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DAHDIChannel"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIGroup: int | None = None
@@ -2728,6 +2777,7 @@ class DNDState(AmiEvent):
 
     event_name: ClassVar[str] = "DNDState"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
@@ -2740,6 +2790,7 @@ class DTMF(AmiEvent):
 
     event_name: ClassVar[str] = "DTMF"
     privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
     since: ClassVar[tuple[str, ...]] = ()
 
     Begin: str | None = None
@@ -2755,6 +2806,7 @@ class DTMFBegin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DTMFBegin"
     privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Digit: str | None = None
@@ -2766,6 +2818,7 @@ class DTMFEnd(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DTMFEnd"
     privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Digit: str | None = None
@@ -2778,6 +2831,7 @@ class DeadlockStart(AmiEvent):
 
     event_name: ClassVar[str] = "DeadlockStart"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Mutex: str | None = None
@@ -2805,6 +2859,7 @@ class DeviceStateChange(AmiEvent):
 
     event_name: ClassVar[str] = "DeviceStateChange"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
     response_to: ClassVar[tuple[str, ...]] = ("DeviceStateList",)
 
@@ -2844,6 +2899,7 @@ class DialBegin(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "DialBegin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DialString: str | None = None
@@ -2854,6 +2910,7 @@ class DialEnd(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "DialEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DialStatus: DialEndDialStatusValue | str | None = None
@@ -3088,6 +3145,7 @@ class ExtensionStatus(AmiEvent):
 
     event_name: ClassVar[str] = "ExtensionStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
     response_to: ClassVar[tuple[str, ...]] = ("ExtensionStateList",)
 
@@ -3168,6 +3226,7 @@ class FAXStatus(ChannelSnapshot):
 
     event_name: ClassVar[str] = "FAXStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Operation: FAXStatusOperationValue | str | None = None
@@ -3202,6 +3261,7 @@ class Flash(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Flash"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
 
@@ -3210,6 +3270,7 @@ class FullyBooted(AmiEvent):
 
     event_name: ClassVar[str] = "FullyBooted"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Status: str | None = None
@@ -3222,6 +3283,7 @@ class Hangup(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Hangup"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int = Field(
@@ -3240,6 +3302,7 @@ class HangupHandlerPop(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerPop"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -3250,6 +3313,7 @@ class HangupHandlerPush(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerPush"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -3260,6 +3324,7 @@ class HangupHandlerRun(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerRun"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -3270,6 +3335,7 @@ class HangupRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int | None = Field(
@@ -3282,6 +3348,7 @@ class Hold(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Hold"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     MusicClass: str | None = None
@@ -3445,6 +3512,7 @@ class JabberEvent(AmiEvent):
 
     event_name: ClassVar[str] = "JabberEvent"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
     since: ClassVar[tuple[str, ...]] = ()
 
     Account: str | None = None
@@ -3456,6 +3524,7 @@ class JabberStatus(AmiEvent):
 
     event_name: ClassVar[str] = "JabberStatus"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
     since: ClassVar[tuple[str, ...]] = ()
 
     Account: str | None = None
@@ -3471,6 +3540,7 @@ class JitterBufStats(AmiEvent):
 
     event_name: ClassVar[str] = "JitterBufStats"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ()
 
     LocalDropped: int | None = None
@@ -3496,6 +3566,7 @@ class Join(AmiEvent):
 
     event_name: ClassVar[str] = "Join"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     CallerIDName: str | None = None
@@ -3514,6 +3585,7 @@ class Leave(AmiEvent):
 
     event_name: ClassVar[str] = "Leave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -3607,6 +3679,7 @@ class LocalBridge(LocalOneChannelSnapshot, LocalTwoChannelSnapshot):
 
     event_name: ClassVar[str] = "LocalBridge"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Context: str | None = None
@@ -3647,6 +3720,7 @@ class LogChannel(AmiEvent):
 
     event_name: ClassVar[str] = "LogChannel"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Channel: str | None = None
@@ -3659,6 +3733,7 @@ class MCID(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MCID"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     MCallerIDNumValid: str | None = None
@@ -3719,6 +3794,7 @@ class Masquerade(AmiEvent):
 
     event_name: ClassVar[str] = "Masquerade"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Clone: str | None = None
@@ -3732,6 +3808,7 @@ class MeetmeEnd(AmiEvent):
 
     event_name: ClassVar[str] = "MeetmeEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3742,6 +3819,7 @@ class MeetmeJoin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeJoin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3754,6 +3832,7 @@ class MeetmeLeave(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3829,6 +3908,7 @@ class MeetmeMute(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeMute"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3843,6 +3923,7 @@ class MeetmeTalkRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeTalkRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3857,6 +3938,7 @@ class MeetmeTalking(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeTalking"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3890,6 +3972,7 @@ class MessageWaiting(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MessageWaiting"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Mailbox: str | None = None
@@ -3903,6 +3986,7 @@ class MiniVoiceMail(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MiniVoiceMail"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Action: str | None = None
@@ -3915,6 +3999,7 @@ class MixMonitorMute(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MixMonitorMute"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.17.0", "18.3.0")
 
     Direction: str | None = None
@@ -3942,6 +4027,7 @@ class MobileStatus(AmiEvent):
 
     event_name: ClassVar[str] = "MobileStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ()
 
     Device: str | None = None
@@ -3953,6 +4039,7 @@ class ModuleLoadReport(AmiEvent):
 
     event_name: ClassVar[str] = "ModuleLoadReport"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ()
 
     ModuleCount: int | None = None
@@ -3965,6 +4052,7 @@ class MonitorStart(AmiEvent):
 
     event_name: ClassVar[str] = "MonitorStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -3976,6 +4064,7 @@ class MonitorStop(AmiEvent):
 
     event_name: ClassVar[str] = "MonitorStop"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -3987,6 +4076,7 @@ class MusicOnHold(AmiEvent):
 
     event_name: ClassVar[str] = "MusicOnHold"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -4000,6 +4090,7 @@ class MusicOnHoldStart(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MusicOnHoldStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Class: str | None = None
@@ -4018,6 +4109,7 @@ class NewAccountCode(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewAccountCode"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     OldAccountCode: str | None = None
@@ -4028,6 +4120,7 @@ class NewCallerid(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewCallerid"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     CID_CallingPres: str | None = Field(None, alias="CID-CallingPres")
@@ -4038,6 +4131,7 @@ class NewConnectedLine(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewConnectedLine"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.13.0", "14.2.0")
 
 
@@ -4046,6 +4140,7 @@ class NewExten(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewExten"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Extension: str | None = Field(
@@ -4060,6 +4155,7 @@ class NewPeerAccount(AmiEvent):
 
     event_name: ClassVar[str] = "NewPeerAccount"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -4073,6 +4169,7 @@ class Newchannel(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Newchannel"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -4081,6 +4178,7 @@ class Newstate(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Newstate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -4089,6 +4187,7 @@ class OriginateResponse(AmiEvent):
 
     event_name: ClassVar[str] = "OriginateResponse"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
 
     Response: ResponseValue | str | None = None
@@ -4189,6 +4288,7 @@ class PJSIPMaintenanceStatus(AmiEvent):
 
     event_name: ClassVar[str] = "PJSIPMaintenanceStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("20.20.0", "22.10.0", "23.4.0")
 
     Endpoint: str | None = None
@@ -4227,6 +4327,7 @@ class ParkedCall(ParkeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ParkedCall"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ParkerDialString: str | None = None
@@ -4366,6 +4467,7 @@ class PeerStatus(AmiEvent):
 
     event_name: ClassVar[str] = "PeerStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChannelType: str | None = None
@@ -4397,6 +4499,7 @@ class Pickup(ChannelSnapshot, TargetChannelSnapshot):
 
     event_name: ClassVar[str] = "Pickup"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -4405,6 +4508,7 @@ class PresenceStateChange(AmiEvent):
 
     event_name: ClassVar[str] = "PresenceStateChange"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
     response_to: ClassVar[tuple[str, ...]] = ("PresenceStateList",)
 
@@ -4433,6 +4537,7 @@ class PresenceStatus(AmiEvent):
 
     event_name: ClassVar[str] = "PresenceStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
 
     Exten: str | None = None
@@ -4448,6 +4553,7 @@ class QueueCallerAbandon(ChannelSnapshot):
 
     event_name: ClassVar[str] = "QueueCallerAbandon"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4529,6 +4635,7 @@ class QueueMemberAdded(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberAdded"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4580,6 +4687,7 @@ class QueueMemberPaused(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberPaused"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ()
 
     Location: str | None = None
@@ -4594,6 +4702,7 @@ class QueueMemberPenalty(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberPenalty"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4620,6 +4729,7 @@ class QueueMemberRemoved(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberRemoved"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4646,6 +4756,7 @@ class QueueMemberRinginuse(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberRinginuse"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4672,6 +4783,7 @@ class QueueMemberStatus(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberStatus"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -4761,6 +4873,7 @@ class RTCPReceived(ChannelSnapshot):
 
     event_name: ClassVar[str] = "RTCPReceived"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SSRC: str | None = None
@@ -4796,6 +4909,7 @@ class RTCPSent(ChannelSnapshot):
 
     event_name: ClassVar[str] = "RTCPSent"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SSRC: str | None = None
@@ -4827,6 +4941,7 @@ class ReceiveFAX(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ReceiveFAX"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     LocalStationID: str | None = None
@@ -4856,6 +4971,7 @@ class Registry(AmiEvent):
 
     event_name: ClassVar[str] = "Registry"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChannelType: str | None = None
@@ -4891,6 +5007,7 @@ class Reload(AmiEvent):
 
     event_name: ClassVar[str] = "Reload"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Module: str | None = None
@@ -4903,6 +5020,7 @@ class Rename(AmiEvent):
 
     event_name: ClassVar[str] = "Rename"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Channel: str | None = None
@@ -5006,6 +5124,7 @@ class SIPQualifyPeerDone(AmiEvent):
 
     event_name: ClassVar[str] = "SIPQualifyPeerDone"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Peer: str | None = None
@@ -5029,6 +5148,7 @@ class SendFAX(ChannelSnapshot):
 
     event_name: ClassVar[str] = "SendFAX"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     LocalStationID: str | None = None
@@ -5064,6 +5184,7 @@ class SessionTimeout(AmiEvent):
 
     event_name: ClassVar[str] = "SessionTimeout"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -5092,6 +5213,7 @@ class Shutdown(AmiEvent):
 
     event_name: ClassVar[str] = "Shutdown"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Shutdown: ShutdownValue | str | None = None
@@ -5103,6 +5225,7 @@ class SoftHangupRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "SoftHangupRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int | None = Field(
@@ -5115,6 +5238,7 @@ class SpanAlarm(AmiEvent):
 
     event_name: ClassVar[str] = "SpanAlarm"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Span: int | None = None
@@ -5126,6 +5250,7 @@ class SpanAlarmClear(AmiEvent):
 
     event_name: ClassVar[str] = "SpanAlarmClear"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Span: int | None = None
@@ -5136,6 +5261,7 @@ class Status(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Status"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
     response_to: ClassVar[tuple[str, ...]] = ("Status",)
 
@@ -5202,6 +5328,7 @@ class TestEvent(AmiEvent):
 
     event_name: ClassVar[str] = "TestEvent"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ()
 
     AppFile: str | None = None
@@ -5217,6 +5344,7 @@ class Transfer(AmiEvent):
 
     event_name: ClassVar[str] = "Transfer"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ()
 
     Channel: str | None = None
@@ -5278,6 +5406,7 @@ class UnParkedCall(ParkeeChannelSnapshot, ParkerChannelSnapshot, RetrieverChanne
 
     event_name: ClassVar[str] = "UnParkedCall"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ParkerDialString: str | None = None
@@ -5320,6 +5449,7 @@ class Unhold(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Unhold"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -5339,6 +5469,7 @@ class UserEvent(ChannelSnapshot):
 
     event_name: ClassVar[str] = "UserEvent"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
     since: ClassVar[tuple[str, ...]] = ("12.3.0",)
     payload_extras: ClassVar[bool] = True
 
@@ -5350,6 +5481,7 @@ class VarSet(ChannelSnapshot):
 
     event_name: ClassVar[str] = "VarSet"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Variable: str | None = None
@@ -5374,6 +5506,7 @@ class VoicemailPasswordChange(AmiEvent):
 
     event_name: ClassVar[str] = "VoicemailPasswordChange"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("18.21.0", "20.6.0", "21.1.0")
 
     Context: str | None = None
@@ -5452,6 +5585,7 @@ class Wink(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Wink"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
 

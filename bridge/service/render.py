@@ -145,6 +145,10 @@ class Renderer:
         key = None
         if type(result) is Validated:
             klass = event_class(result.privilege)
+            if klass == "none" and record.snapshot and result.model.live_class:
+                # A list item that is also a live event (DeviceStateChange, sent by
+                # DeviceStateList without a Privilege header) routes where the live one does.
+                klass = result.model.live_class
             key = self.router.event_key(name or _NAMELESS, klass)
             drift = result.drift
             if not _fits(key):

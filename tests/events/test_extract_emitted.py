@@ -11,7 +11,7 @@ from tests.support.scripts import import_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "extract_emitted.py"
 
-SOURCE = r'''
+SOURCE = r"""
 /* manager_event(EVENT_FLAG_CALL, "Commented", "X: %d\r\n"); is not code */
 static void peer_expired(struct iax2_peer *peer)
 {
@@ -44,7 +44,7 @@ static void publish(void)
 	blob = ast_json_pack("{s: s, s: i}", "Service", service, "CoreID", core_id);
 	ast_manager_publish_event("CCAvailable", EVENT_FLAG_CC, blob);
 }
-'''
+"""
 
 
 @pytest.fixture(scope="module")
