@@ -11,6 +11,7 @@ tools/contract``) and datamodel-code-generator from the dev dependencies:
   schema and accepts every message of the replayed captures under the schema
   ``index.json`` picks for it (as ``schemas/README.md`` tells consumers to);
 * quicktype's TypeScript for a few events, and modelina's, compile with ``tsc --strict``;
+  quicktype's Go for the same events compiles with ``go build``;
 * datamodel-code-generator's pydantic models of those events load the same messages.
 
 All the Node work runs in one process (``tools/contract/check.mjs``), once per session.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -103,6 +105,31 @@ def test_strict_ajv_loads_every_schema_and_accepts_every_replayed_message(
 def test_quicktype_typescript_compiles_with_tsc_strict(report: dict[str, Any]) -> None:
     assert report["tsc"]["quicktype"]["files"] == len(EVENTS)
     assert report["tsc"]["quicktype"]["errors"] == []
+
+
+def test_quicktype_go_compiles(report: dict[str, Any], tmp_path: Path) -> None:
+    go = shutil.which("go")
+    assert go, "Go is needed to compile quicktype's Go (Debian: golang-go)"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GOCACHE": str(tmp_path / "cache"),
+        "GOPATH": str(tmp_path / "gopath"),
+        "GOFLAGS": "-mod=mod",
+        "GOPROXY": "off",  # the generated code imports the standard library only
+    }
+    result = subprocess.run(
+        [go, "build", "./..."],
+        cwd=report["go"]["dir"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert len(report["go"]["packages"]) == len(EVENTS)
+    assert result.returncode == 0, result.stderr
 
 
 def test_datamodel_code_generator_models_load_the_replayed_messages(tmp_path: Path) -> None:

@@ -53,7 +53,10 @@ def expected_routing_key(body: Body) -> str:
     if body["kind"] == "invalid":
         return f"{server}.invalid.{(event or 'malformed').lower()}"
     klass = next((p for p in body["privilege"] if p and p != "all"), "none")
-    return f"{server}.{klass}.{event.lower()}"
+    model = model_for(event)
+    if klass == "none" and body.get("snapshot") and model is not None and model.live_class:
+        klass = model.live_class  # a list item routes where its live event does
+    return f"{server}.{klass}.{(event or 'malformed').lower()}"
 
 
 def _received_at(body: Body) -> float:

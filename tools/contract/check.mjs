@@ -9,7 +9,8 @@
 //    every schema and validates each message body of MESSAGES.jsonl against the schema
 //    that index.json picks for it;
 // 4. quicktype writes TypeScript for each EVENT's schema into OUT_DIR and tsc --strict
-//    compiles it together with the modelina output.
+//    compiles it together with the modelina output; quicktype's Go for the same
+//    events goes to OUT_DIR/go, for `go build` to compile.
 //
 // Prints one JSON object with what each step found; the test suite reads it.
 
@@ -112,18 +113,29 @@ for (const line of readFileSync(messagesPath, "utf8").split("\n")) {
 }
 report.ajv = { schemas: Object.keys(byPath).length, loadErrors, validated, invalid };
 
-// 4. quicktype's TypeScript, compiled by tsc --strict with the modelina output.
+// 4. quicktype's TypeScript, compiled by tsc --strict with the modelina output; and
+//    its Go, one package per event under OUT_DIR/go (the test suite runs go build).
 const quicktypeFiles = [];
-for (const event of events) {
+const goPackages = [];
+async function generate(event, lang, rendererOptions = {}) {
   const schemaInput = new JSONSchemaInput(new FetchingJSONSchemaStore());
   const path = join(schemaDir, index.events[event.toLowerCase()]);
   await schemaInput.addSource({ name: event, schema: readFileSync(path, "utf8") });
   const inputData = new InputData();
   inputData.addInput(schemaInput);
-  const result = await quicktype({ inputData, lang: "typescript" });
+  const result = await quicktype({ inputData, lang, rendererOptions });
+  return result.lines.join("\n");
+}
+mkdirSync(join(outDir, "go"), { recursive: true });
+writeFileSync(join(outDir, "go", "go.mod"), "module consumer\n\ngo 1.19\n");
+for (const event of events) {
   const out = join(outDir, `quicktype-${event}.ts`);
-  writeFileSync(out, result.lines.join("\n"));
+  writeFileSync(out, await generate(event, "typescript"));
   quicktypeFiles.push(out);
+  const pkg = event.toLowerCase().replace(/[^a-z0-9]/g, "");
+  mkdirSync(join(outDir, "go", pkg), { recursive: true });
+  writeFileSync(join(outDir, "go", pkg, "types.go"), await generate(event, "go", { package: pkg }));
+  goPackages.push(pkg);
 }
 function compile(files) {
   const program = ts.createProgram(files, {
@@ -141,5 +153,6 @@ report.tsc = {
   quicktype: { files: quicktypeFiles.length, errors: compile(quicktypeFiles) },
   modelina: { files: modelFiles.length, errors: compile(modelFiles) },
 };
+report.go = { dir: join(outDir, "go"), packages: goPackages };
 
 process.stdout.write(`${JSON.stringify(report)}\n`);
