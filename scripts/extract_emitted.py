@@ -354,11 +354,23 @@ SNAPSHOT_BUILDERS = {
     "Channel": ("main/manager_channels.c", "ast_manager_build_channel_state_string_prefix"),
     "Bridge": ("main/manager_bridges.c", "ast_manager_build_bridge_state_string_prefix"),
 }
+#: Functions that write the headers of several events: name -> (file, events fed).
+SHARED_BUILDERS = {
+    "rtcp_report_to_ami": ("main/rtp_engine.c", ("RTCPSent", "RTCPReceived")),
+}
 _PREFIXED_HEADER_RE = re.compile(r"%s([A-Za-z][A-Za-z0-9_-]*): ([^\r\n]*)\r?$", re.MULTILINE)
 
 
-def extract_snapshot(source: str, function: str, tag: str, path: str, facts: EventFacts) -> None:
-    """The headers a snapshot builder writes, each behind its ``%s`` prefix."""
+def extract_snapshot(
+    source: str,
+    function: str,
+    tag: str,
+    path: str,
+    facts: EventFacts,
+    pattern: re.Pattern[str] = _PREFIXED_HEADER_RE,
+) -> None:
+    """The headers a builder function writes: behind a ``%s`` prefix for the snapshot
+    builders, as plain ``Key: value`` lines with ``pattern=_HEADER_RE``."""
     text = strip_comments(source)
     definition = re.search(rf"\n[^\n;]*\b{function}\s*\([^;{{]*\)\s*\{{", text)
     if definition is None:
@@ -368,8 +380,9 @@ def extract_snapshot(source: str, function: str, tag: str, path: str, facts: Eve
     for match in re.finditer(r"\b(ast_str_set|ast_str_append)\s*\(", body):
         args, _ = call_arguments(body, match.end() - 1)
         fmt = next((t for a in args if (t := literal_text(a)) is not None), None)
-        for key, value in _PREFIXED_HEADER_RE.findall(fmt or ""):
-            facts.add(Write(key, value, tag, path))
+        for key, value in pattern.findall(fmt or ""):
+            if key not in _NOT_FIELDS:
+                facts.add(Write(key, value, tag, path))
     facts.tags.add(tag)
     facts.files.add(path)
 
@@ -414,6 +427,11 @@ def extract(git_dir: Path, tags: Sequence[str] = TAGS) -> dict[str, Any]:
             source = git_show(git_dir, tag, path)
             if source is not None:
                 extract_snapshot(source, function, tag, path, snapshots[kind])
+        for function, (path, events) in SHARED_BUILDERS.items():
+            source = git_show(git_dir, tag, path)
+            for event in events if source is not None else ():
+                facts = found.setdefault(event, EventFacts(event))
+                extract_snapshot(source or "", function, tag, path, facts, _HEADER_RE)
     return {
         "tags": list(tags),
         "events": render(found, tags),

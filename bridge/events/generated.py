@@ -4880,11 +4880,11 @@ class RTCPReceived(ChannelSnapshot):
     PT: PTValue | str | None = None
     From: str | None = None
     RTT: str | None = None
-    ReportCount: str | None = None
+    ReportCount: int | None = None
     SentNTP: str | None = None
-    SentRTP: str | None = None
-    SentPackets: str | None = None
-    SentOctets: str | None = None
+    SentRTP: int | None = None
+    SentPackets: int | None = None
+    SentOctets: int | None = None
     ReportXSourceSSRC: str | None = None
     ReportXFractionLost: str | None = None
     ReportXCumulativeLost: str | None = None
@@ -4898,10 +4898,12 @@ class RTCPReceived(ChannelSnapshot):
     HighestSequence: int | None = None
     IAJitter: int | None = None
     LastSR: str | None = None
+    MES: str | None = None
     PacketsLost: int | None = None
     ReceptionReports: int | None = None
     SenderSSRC: int | None = None
     SequenceNumberCycles: int | None = None
+    To: str | None = None
 
 
 class RTCPSent(ChannelSnapshot):
@@ -4915,7 +4917,7 @@ class RTCPSent(ChannelSnapshot):
     SSRC: str | None = None
     PT: PTValue | str | None = None
     To: str | None = None
-    ReportCount: str | None = None
+    ReportCount: int | None = None
     SentNTP: str | None = None
     SentRTP: int | None = None
     SentPackets: int | None = None
@@ -4931,8 +4933,11 @@ class RTCPSent(ChannelSnapshot):
     CumulativeLoss: int | None = None
     DLSR: str | None = None
     FractionLost: int | None = None
+    From: str | None = None
     IAJitter: str | None = None
+    MES: str | None = None
     OurSSRC: int | None = None
+    RTT: str | None = None
     TheirLastSR: int | None = None
 
 

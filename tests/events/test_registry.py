@@ -105,6 +105,26 @@ def test_every_event_the_docs_or_the_code_name_has_a_model() -> None:
         assert model_for(name) is not None, name
 
 
+@pytest.mark.parametrize(
+    ("event", "fields"),
+    [
+        ("Rename", {"Channel", "Newname", "Uniqueid"}),
+        ("LogChannel", {"Channel", "Enabled", "Reason"}),
+        ("RTCPSent", {"MES", "OurSSRC", "FractionLost", "CumulativeLoss", "TheirLastSR"}),
+        ("RTCPReceived", {"MES", "RTT", "SenderSSRC", "PacketsLost", "HighestSequence"}),
+        ("LocalBridge", {"Channel1", "Channel2", "Uniqueid1", "Uniqueid2"}),
+        ("QueueMember", {"Queue", "Location", "Penalty", "CallsTaken", "Paused", "Status"}),
+        ("PeerEntry", {"Channeltype", "ObjectName", "IPaddress", "Status"}),
+    ],
+)
+def test_headers_only_the_code_or_older_releases_write_are_fields(
+    event: str, fields: set[str]
+) -> None:
+    model = model_for(event)
+    assert model is not None
+    assert fields <= {info.alias or name for name, info in model.model_fields.items()}
+
+
 def test_models_carry_the_fields_the_code_writes() -> None:
     for name, entry in EMITTED["events"].items():
         model = model_for(name)
