@@ -145,6 +145,14 @@ def value_kind(value: str) -> str:
 # -- a small C reader -------------------------------------------------------------------
 
 
+def after_literal(source: str, start: int) -> int:
+    """The offset just after the string or char literal that opens at ``start``."""
+    quote, i, n = source[start], start + 1, len(source)
+    while i < n and source[i] != quote:
+        i += 2 if source[i] == "\\" else 1
+    return i + 1
+
+
 def strip_comments(source: str) -> str:
     """``source`` with comments blanked out (string literals kept, offsets kept)."""
     out: list[str] = []
@@ -152,11 +160,9 @@ def strip_comments(source: str) -> str:
     while i < n:
         c = source[i]
         if c == '"' or c == "'":
-            j = i + 1
-            while j < n and source[j] != c:
-                j += 2 if source[j] == "\\" else 1
-            out.append(source[i : j + 1])
-            i = j + 1
+            j = after_literal(source, i)
+            out.append(source[i:j])
+            i = j
         elif source.startswith("/*", i):
             j = source.find("*/", i + 2)
             j = n if j < 0 else j + 2
@@ -181,10 +187,7 @@ def call_arguments(source: str, open_paren: int) -> tuple[list[str], int]:
     while i < n:
         c = source[i]
         if c == '"' or c == "'":
-            j = i + 1
-            while j < n and source[j] != c:
-                j += 2 if source[j] == "\\" else 1
-            i = j + 1
+            i = after_literal(source, i)
             continue
         if c in "([{":
             depth += 1

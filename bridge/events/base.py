@@ -9,12 +9,15 @@ are the AMI header names exactly as the Asterisk documentation spells them
 valid identifier.  Matching wire keys to aliases without regard to case is the job of
 :mod:`bridge.events.validation`, which hands a model a dict already keyed by alias.
 
-Field types stay close to the wire: ``str`` for text, ``int`` only where Asterisk
-formats a number with ``%d``/``%u``, and *open enums* (``Literal[...] | str``) where the
-documentation lists values.  An open enum documents the known values in the JSON Schema
-but accepts any string, because real servers send values the documentation does not
-list (``MessageWaiting`` sends ``Waiting: 1`` where the docs say ``Yes``).  Validation
-reports such values instead of rejecting the event.
+Field types stay close to the wire: ``str`` for text, ``int`` only where Asterisk's
+code formats the header as a number (``%d``/``%u``) in every release since 11, and
+*open enums* (``Literal[...] | str``) where the documentation lists values.  An open
+enum documents the known values in the JSON Schema but accepts any string, because real
+servers send values the documentation does not list.  Validation reports such values
+instead of rejecting the event, and the same holds for integers: a value that does not
+parse is kept as text with the unknown headers and counted as drift, so a valid event
+from a real Asterisk never becomes invalid because a field holds a value nobody
+foresaw (:mod:`bridge.events.validation`).
 
 Every model is frozen and keeps unknown headers (``extra="allow"``), so a newer Asterisk
 that adds a header never loses it.  Class variables carry the catalog facts that are not
