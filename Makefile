@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The consumer-side tools the contract tests run (AsyncAPI parser, ajv, quicktype, tsc),
+# pinned by their lockfile; Go compiles the Go that quicktype generates.
+TOOLS_STAMP := tools/contract/node_modules/.installed
 
 .PHONY: demo test lint bench schemas clean
 
@@ -14,10 +17,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(TOOLS_STAMP): tools/contract/package-lock.json
+	npm ci --prefix tools/contract --no-audit --no-fund --loglevel=error
+	@command -v go >/dev/null || { echo "installing Go (Debian's golang-go) for the contract tests"; \
+		apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
+	touch $(TOOLS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/ami-bridge demo
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -24,6 +24,10 @@ every ``P<Name>`` of the group is present) and become mixin classes such as
 ``DestChannelSnapshot``, so each group is written once.  The 1.4-era events and the
 fields that older versions sent live in ``bridge/events/legacy.py``, written by hand.
 
+Events named in both inputs take the documented name, class and fields, plus the
+headers only the code writes; events only the code raises take their name, class and
+headers from it.  Names modelled in ``bridge/events/legacy.py`` are left to it.
+
 The output is deterministic and already in ``ruff format`` style, so the committed file
 can be compared with a fresh run (``tests/events/test_generated.py`` does).
 """
@@ -42,6 +46,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_PATH = ROOT / "bridge" / "events" / "catalog.json"
+EMITTED_PATH = ROOT / "bridge" / "events" / "emitted.json"
+LEGACY_PATH = ROOT / "bridge" / "events" / "legacy.py"
 OUTPUT_PATH = ROOT / "bridge" / "events" / "generated.py"
 LINE_LENGTH = 100
 
@@ -230,6 +236,8 @@ class EventSpec:
     since: list[str]
     sources: list[str]
     response_to: list[str]
+    #: The class the code raises it with as an unsolicited event; None for list items.
+    live_class: str | None = None
     groups: list[GroupSpec] = field(default_factory=list)
     fields: list[FieldSpec] = field(default_factory=list)
 
@@ -269,9 +277,43 @@ class EnumNames:
         return name
 
 
-def is_int(event: str, alias: str) -> bool:
+class Emitted:
+    """What the code writes (``emitted.json``), looked up without regard to case."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.events: dict[str, Mapping[str, Any]] = {
+            name.lower(): entry for name, entry in data["events"].items()
+        }
+        self.names = {name.lower(): name for name in data["events"]}
+        self.snapshots: Mapping[str, Mapping[str, Any]] = data["snapshots"]
+
+    def fields(self, event: str) -> Mapping[str, Mapping[str, Any]]:
+        entry = self.events.get(event.lower())
+        return entry["fields"] if entry else {}
+
+    def code_type(self, event: str, alias: str) -> str | None:
+        """``int`` or ``text`` as the code writes ``alias`` in ``event``; None if unseen."""
+        for name, facts in self.fields(event).items():
+            if name.lower() == alias.lower():
+                return str(facts["type"])
+        return None
+
+    def snapshot_type(self, kind: str, base: str) -> str | None:
+        facts = self.snapshots.get(kind, {}).get("fields", {}).get(base)
+        return str(facts["type"]) if facts else None
+
+
+def is_int(event: str, alias: str, emitted: Emitted, snapshot: tuple[str, str] | None) -> bool:
+    """Whether ``alias`` of ``event`` is typed as an integer (see the module's docs)."""
     if (event, alias) in TEXT_EXCEPTIONS:
         return False
+    if snapshot is not None:
+        from_builder = emitted.snapshot_type(*snapshot)
+        if from_builder is not None:
+            return from_builder == "int"
+    from_code = emitted.code_type(event, alias)
+    if from_code is not None:
+        return from_code == "int"
     return alias in INT_FIELDS or alias.endswith(INT_SUFFIXES)
 
 
@@ -292,18 +334,33 @@ def find_groups(fields: Sequence[str]) -> list[tuple[str, str]]:
     return found
 
 
+@dataclass
+class TypingRules:
+    """Everything the typing of one field depends on, beyond its event and name."""
+
+    enums: EnumNames
+    emitted: Emitted
+
+
 def annotation_for(
-    event: str, alias: str, enum_values: Sequence[str] | None, enums: EnumNames, base: str
+    event: str,
+    alias: str,
+    enum_values: Sequence[str] | None,
+    rules: TypingRules,
+    base: str,
+    snapshot: tuple[str, str] | None = None,
 ) -> str:
     if enum_values is not None:
-        if is_int(event, alias):
+        # Documented values win over an integer conversion in the code: the docs list
+        # codes such as QueueMemberStatus's Status ("0" to "8") as values to match.
+        if alias in INT_FIELDS:
             raise ValueError(f"{event}.{alias} is both an enum and an integer")
-        return f"{enums.name_for(base, tuple(enum_values), event)} | str"
-    return "int" if is_int(event, alias) else "str"
+        return f"{rules.enums.name_for(base, tuple(enum_values), event)} | str"
+    return "int" if is_int(event, alias, rules.emitted, snapshot) else "str"
 
 
 def build_group(
-    kind: str, prefix: str, entry: Mapping[str, Any], event: str, enums: EnumNames
+    kind: str, prefix: str, entry: Mapping[str, Any], event: str, rules: TypingRules
 ) -> GroupSpec:
     group = CHANNEL_SNAPSHOT + CHANNEL_SNAPSHOT_WIRE if kind == "Channel" else BRIDGE_SNAPSHOT
     of = f" of the {prefix} {kind.lower()}" if prefix else ""
@@ -311,12 +368,41 @@ def build_group(
     for base, doc in group:
         alias = prefix + base
         values = entry["enums"].get(alias)
-        annotation = annotation_for(event, alias, values, enums, base)
+        annotation = annotation_for(event, alias, values, rules, base, (kind, base))
         specs.append(FieldSpec(alias, annotation, description=doc.format(of=of)))
     return GroupSpec(kind, prefix, specs)
 
 
-def build_event(name: str, entry: Mapping[str, Any], enums: EnumNames) -> EventSpec:
+#: Header names the code writes that are not fields of their own: the parser folds
+#: ``ChanVariable`` headers, and a name with other characters is a format's artefact.
+_FIELD_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def code_only_fields(name: str, known: Sequence[str], emitted: Emitted) -> list[str]:
+    """Headers the code writes in ``name`` that ``known`` lacks (compared in any case)."""
+    taken = {alias.lower() for alias in known}
+    extra = []
+    for alias in emitted.fields(name):
+        if alias.lower() in taken or not _FIELD_NAME_RE.match(alias):
+            continue
+        if alias.lower().endswith("chanvariable"):
+            continue
+        taken.add(alias.lower())
+        extra.append(alias)
+    return extra
+
+
+def live_class_of(name: str, emitted: Emitted) -> str | None:
+    """The class ``name`` is raised with unsolicited (``manager_event`` and the like with
+    an ``EVENT_FLAG``), or None when the code only writes it in reply to an action."""
+    if name in PRIVILEGE_OVERRIDES:
+        return PRIVILEGE_OVERRIDES[name]
+    entry = emitted.events.get(name.lower())
+    classes = entry["classes"] if entry else []
+    return str(classes[0]) if classes else None
+
+
+def build_event(name: str, entry: Mapping[str, Any], rules: TypingRules) -> EventSpec:
     classes = entry["classes"]
     spec = EventSpec(
         name=name,
@@ -324,29 +410,45 @@ def build_event(name: str, entry: Mapping[str, Any], enums: EnumNames) -> EventS
         since=list(entry["since"]),
         sources=list(entry["source_files"]),
         response_to=list(entry.get("response_to_actions", [])),
+        live_class=live_class_of(name, rules.emitted),
     )
     in_groups: set[str] = set()
     for kind, prefix in find_groups(entry["fields"]):
-        spec.groups.append(build_group(kind, prefix, entry, name, enums))
+        spec.groups.append(build_group(kind, prefix, entry, name, rules))
         snapshot = CHANNEL_SNAPSHOT if kind == "Channel" else BRIDGE_SNAPSHOT
         in_groups.update(prefix + base for base, _ in snapshot)
 
     required = set(REQUIRED.get(name, ())) | set(entry.get("required_fields", ()))
     names = list(entry["fields"]) + list(WIRE_FIELDS.get(name, ()))
-    if name.endswith("Complete") and spec.response_to:
+    if name.endswith("Complete") and (spec.response_to or "list_complete" in entry["how"]):
         names += LIST_COMPLETE_FIELDS
+    names += code_only_fields(name, [*names, *in_groups, "ActionID"], rules.emitted)
     seen: set[str] = set()
     for alias in names:
         if alias in in_groups or alias in seen or alias == "ActionID":
             continue  # ActionID is declared once, on the base model
         seen.add(alias)
         values = entry["enums"].get(alias)
-        annotation = annotation_for(name, alias, values, enums, alias)
+        annotation = annotation_for(name, alias, values, rules, alias)
         spec.fields.append(FieldSpec(alias, annotation, alias in required, FIELD_DOCS.get(alias)))
     missing = required - seen
     if missing:
         raise ValueError(f"{name}: required fields not in the catalog: {sorted(missing)}")
     return spec
+
+
+def code_entry(name: str, emitted: Emitted) -> dict[str, Any]:
+    """A catalog entry for an event only the code raises (no fields listed: they all
+    come from the code, see :func:`code_only_fields`)."""
+    facts = emitted.events[name.lower()]
+    return {
+        "classes": facts["classes"],
+        "fields": [],
+        "enums": {},
+        "since": [],
+        "source_files": facts["files"],
+        "how": facts["how"],
+    }
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -441,6 +543,8 @@ def render_event(spec: EventSpec) -> list[str]:
     lines.append(f"    event_name: ClassVar[str] = {q(spec.name)}")
     privilege = q(spec.privilege_class) if spec.privilege_class else "None"
     lines.append(f"    privilege_class: ClassVar[str | None] = {privilege}")
+    if spec.live_class is not None:
+        lines.append(f"    live_class: ClassVar[str | None] = {q(spec.live_class)}")
     lines += render_tuple("since: ClassVar[tuple[str, ...]]", spec.since, "    ")
     if spec.response_to:
         lines += render_tuple("response_to: ClassVar[tuple[str, ...]]", spec.response_to, "    ")
@@ -469,15 +573,41 @@ from bridge.events.base import AmiEvent
 '''
 
 
-def render(catalog: Mapping[str, Mapping[str, Any]]) -> str:
-    """The source of ``generated.py`` for ``catalog`` (deterministic).
+def merged_catalog(
+    catalog: Mapping[str, Mapping[str, Any]], emitted: Emitted, legacy_names: frozenset[str]
+) -> dict[str, dict[str, Any]]:
+    """The documented events plus those only the code raises, minus the legacy ones."""
+    merged: dict[str, dict[str, Any]] = {}
+    documented = {name.lower() for name in catalog}
+    for name, entry in catalog.items():
+        code = emitted.events.get(name.lower(), {})
+        merged[name] = {**entry, "how": code.get("how", [])}
+    for lower, name in emitted.names.items():
+        if lower not in documented and lower not in legacy_names:
+            merged[name] = code_entry(name, emitted)
+    return merged
+
+
+def legacy_event_names(path: Path = LEGACY_PATH) -> frozenset[str]:
+    """Lower-cased names of the hand-written models that replace a generated one."""
+    text = path.read_text(encoding="utf-8")
+    return frozenset(
+        n.lower() for n in re.findall(r'event_name: ClassVar\[str\] = "([^"]+)"', text)
+    )
+
+
+def render(catalog: Mapping[str, Mapping[str, Any]], emitted_data: Mapping[str, Any]) -> str:
+    """The source of ``generated.py`` for ``catalog`` and ``emitted`` (deterministic).
 
     Raises:
         ValueError: the catalog breaks an assumption of the typing rules (a field both
             enum and integer, a required field the event does not have...).
     """
-    enums = EnumNames(catalog)
-    events = [build_event(name, catalog[name], enums) for name in sorted(catalog)]
+    emitted = Emitted(emitted_data)
+    full = merged_catalog(catalog, emitted, legacy_event_names())
+    rules = TypingRules(EnumNames(full), emitted)
+    enums = rules.enums
+    events = [build_event(name, full[name], rules) for name in sorted(full)]
     groups: dict[str, GroupSpec] = {}
     for event in events:
         for group in event.groups:
@@ -508,11 +638,17 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any]:
     return catalog
 
 
+def load_emitted(path: Path = EMITTED_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        emitted: dict[str, Any] = json.load(handle)
+    return emitted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
     args = parser.parse_args(argv)
-    text = render(load_catalog())
+    text = render(load_catalog(), load_emitted())
     if args.check:
         current = OUTPUT_PATH.read_text(encoding="utf-8") if OUTPUT_PATH.exists() else ""
         if current != text:

@@ -49,7 +49,9 @@ DEFAULT_RPC_EXCHANGE = "ami.actions"
 PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=2020-12"
 _AMQP_BINDING_VERSION = "0.3.0"
 
-Channel = Literal["events", "invalid", "status", "actions", "actionReplies"]
+# "bridgeStatus", not "status": code generators name a channel's message union after
+# it, and "Status" is also an AMI event.
+Channel = Literal["events", "invalid", "bridgeStatus", "actions", "actionReplies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class MessageEntry:
     payload: str
     channel: Channel
     fixed_type: bool = True
+    #: Catalog facts repeated as ``x-ami-*`` extensions of the message (``privilege``,
+    #: ``since``, ``response-to``): the JSON Schemas keep to standard keywords.
+    facts: tuple[tuple[str, Any], ...] = ()
 
 
 def _ref(*path: str) -> dict[str, str]:
@@ -127,7 +132,7 @@ _CHANNELS: dict[Channel, dict[str, Any]] = {
         "whole; `malformed` stands for the event name when there was none.",
         "parameters": {"server": _SERVER, "event": _EVENT},
     },
-    "status": {
+    "bridgeStatus": {
         "address": "{server}.bridge.{status}",
         "title": "Bridge status",
         "description": "The bridge's own news about its AMI connection.",
@@ -143,7 +148,7 @@ _CHANNELS: dict[Channel, dict[str, Any]] = {
 _OPERATION_TEXT: dict[Channel, tuple[str, str]] = {
     "events": ("publishEvents", "Publish each AMI event read from a server."),
     "invalid": ("publishInvalid", "Publish each message that could not be validated."),
-    "status": ("publishStatus", "Publish a status change of an AMI connection."),
+    "bridgeStatus": ("publishStatus", "Publish a status change of an AMI connection."),
 }
 _COMMON_TRAIT = {
     "contentType": "application/json",
@@ -160,25 +165,6 @@ _COMMON_TRAIT = {
         "delivery_mode": 2,
     },
 }
-_AMQP_HEADERS = {
-    "type": "object",
-    "description": "AMQP message headers, for consumers of a headers exchange.",
-    "required": ["event", "server", "privilege", "epoch", "seq", "schema_version"],
-    "properties": {
-        "event": {"type": "string", "description": "The event or status name."},
-        "server": {"type": "string", "description": "Configured name of the AMI server."},
-        "privilege": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "Privilege classes; `[bridge]` for status messages.",
-        },
-        "epoch": {"type": "integer", "description": "Connection epoch."},
-        "seq": {"type": "integer", "description": "Sequence number within the epoch."},
-        "schema_version": {"type": "string", "description": "Contract version."},
-    },
-}
-
-
 _RPC_PARAMETERS = {
     "server": {
         "description": "Server id of the PBX to run the action on, lower-cased. The key "
@@ -260,7 +246,10 @@ def _rpc_channels(
             "description": "Every request gets exactly one reply, an error reply when it is "
             "malformed, not allowed, for an unknown server, or fails on the PBX. The "
             "request is acked after its reply is published.",
-            "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING_VERSION}},
+            # Requests are published transient (delivery mode 1), and so are the replies.
+            "bindings": {
+                "amqp": {"ack": True, "deliveryMode": 1, "bindingVersion": _AMQP_BINDING_VERSION}
+            },
             "reply": {
                 "address": {
                     "description": "The request's AMQP `reply_to` property.",
@@ -286,7 +275,7 @@ def _rpc_message(entry: MessageEntry) -> dict[str, Any]:
             "location": "$message.header#/correlation_id",
         },
         "payload": {"schemaFormat": PAYLOAD_SCHEMA_FORMAT, "schema": {"$ref": entry.payload}},
-        "bindings": {"amqp": {"deliveryMode": 1, "bindingVersion": _AMQP_BINDING_VERSION}},
+        "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION}},
     }
 
 
@@ -299,6 +288,7 @@ def _message(entry: MessageEntry) -> dict[str, Any]:
         "payload": {"schemaFormat": PAYLOAD_SCHEMA_FORMAT, "schema": {"$ref": entry.payload}},
         "traits": [_ref("components", "messageTraits", "AmiBridgeMessage")],
         "bindings": {"amqp": {**amqp, "bindingVersion": _AMQP_BINDING_VERSION}},
+        **{f"x-ami-{key}": copy.deepcopy(value) for key, value in entry.facts},
     }
 
 
@@ -306,15 +296,17 @@ def asyncapi_document(
     messages: Sequence[MessageEntry],
     *,
     version: str,
+    headers_schema: dict[str, Any],
     exchange: str = DEFAULT_EXCHANGE,
     rpc_exchange: str = DEFAULT_RPC_EXCHANGE,
 ) -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document for ``messages``, ``version`` being the contract's."""
+    """The AsyncAPI 3.0.0 document for ``messages``, ``version`` being the contract's and
+    ``headers_schema`` the JSON Schema of the AMQP headers every message carries."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for name, channel in copy.deepcopy(_CHANNELS).items():
         published = [m for m in messages if m.channel == name]
-        if name == "status":
+        if name == "bridgeStatus":
             channel["parameters"]["status"]["enum"] = [m.name for m in published]
         channels[name] = {
             **channel,
@@ -392,7 +384,7 @@ def asyncapi_document(
                 m.key: _rpc_message(m) if m.channel in rpc_kinds else _message(m) for m in messages
             },
             "messageTraits": {"AmiBridgeMessage": copy.deepcopy(_COMMON_TRAIT)},
-            "schemas": {"AmqpHeaders": copy.deepcopy(_AMQP_HEADERS)},
+            "schemas": {"AmqpHeaders": copy.deepcopy(headers_schema)},
         },
     }
 

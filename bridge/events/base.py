@@ -9,18 +9,22 @@ are the AMI header names exactly as the Asterisk documentation spells them
 valid identifier.  Matching wire keys to aliases without regard to case is the job of
 :mod:`bridge.events.validation`, which hands a model a dict already keyed by alias.
 
-Field types stay close to the wire: ``str`` for text, ``int`` only where Asterisk
-formats a number with ``%d``/``%u``, and *open enums* (``Literal[...] | str``) where the
-documentation lists values.  An open enum documents the known values in the JSON Schema
-but accepts any string, because real servers send values the documentation does not
-list (``MessageWaiting`` sends ``Waiting: 1`` where the docs say ``Yes``).  Validation
-reports such values instead of rejecting the event.
+Field types stay close to the wire: ``str`` for text, ``int`` only where Asterisk's
+code formats the header as a number (``%d``/``%u``) in every release since 11, and
+*open enums* (``Literal[...] | str``) where the documentation lists values.  An open
+enum documents the known values in the JSON Schema but accepts any string, because real
+servers send values the documentation does not list.  Validation reports such values
+instead of rejecting the event, and the same holds for integers: a value that does not
+parse is kept as text with the unknown headers and counted as drift, so a valid event
+from a real Asterisk never becomes invalid because a field holds a value nobody
+foresaw (:mod:`bridge.events.validation`).
 
 Every model is frozen and keeps unknown headers (``extra="allow"``), so a newer Asterisk
 that adds a header never loses it.  Class variables carry the catalog facts that are not
 fields: the event name, its documented privilege class, the versions that document it
-and the actions it answers; the JSON Schema of each model repeats them as ``x-ami-*``
-keys.
+and the actions it answers; the AsyncAPI document repeats them for each message, while
+the JSON Schemas hold only standard keywords (so strict validators load them as they
+are).
 """
 
 from __future__ import annotations
@@ -33,18 +37,15 @@ __all__ = ["AmiEvent", "GenericEvent"]
 
 
 def _ami_schema_extra(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """Add the catalog facts of ``model`` to its JSON Schema as ``x-ami-*`` keys."""
-    name = getattr(model, "event_name", "")
-    if not name:
-        return
-    schema["x-ami-event"] = name
-    schema["x-ami-privilege"] = getattr(model, "privilege_class", None)
-    since = getattr(model, "since", ())
-    if since:
-        schema["x-ami-since"] = list(since)
-    response_to = getattr(model, "response_to", ())
-    if response_to:
-        schema["x-ami-response-to"] = list(response_to)
+    """Close the ``fields`` object of a typed model to undeclared keys.
+
+    Headers a model does not know are published under ``extra``, never in ``fields``,
+    so a typed model's schema declares exactly its fields: code generators then give
+    each field its own type, with no catch-all index beside it.  Only the generic
+    model keeps every header in ``fields``.
+    """
+    if getattr(model, "event_name", ""):
+        schema["additionalProperties"] = False
 
 
 class AmiEvent(BaseModel):
@@ -56,6 +57,10 @@ class AmiEvent(BaseModel):
     event_name: ClassVar[str] = ""
     #: The documented privilege class (``call``, ``system``...), None when undocumented.
     privilege_class: ClassVar[str | None] = None
+    #: The class the code raises the event with unsolicited (``manager_event`` with an
+    #: ``EVENT_FLAG``); None when it is only sent in reply to an action.  A resync's
+    #: snapshot items, which come without a Privilege header, route by it.
+    live_class: ClassVar[str | None] = None
     #: Asterisk versions whose documentation introduces the event.
     since: ClassVar[tuple[str, ...]] = ()
     #: Actions that answer with this event (list items and ``*Complete`` events).

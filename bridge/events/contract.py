@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.events.amqp_headers import amqp_headers_schema
 from bridge.events.asyncapi import ASYNCAPI_FILE, MessageEntry, asyncapi_document, render_asyncapi
 from bridge.events.base import AmiEvent
 from bridge.events.envelope import SCHEMA_VERSION
@@ -110,10 +111,27 @@ def _summary(model: type[AmiEvent]) -> str:
     return first_line.replace("``", "`")
 
 
+def _catalog_facts(model: type[AmiEvent]) -> tuple[tuple[str, Any], ...]:
+    """The catalog facts of an event model that are not fields, for its message."""
+    facts: list[tuple[str, Any]] = [("privilege", model.privilege_class)]
+    if model.since:
+        facts.append(("since", list(model.since)))
+    if model.response_to:
+        facts.append(("response-to", list(model.response_to)))
+    return tuple(facts)
+
+
 def asyncapi_messages() -> list[MessageEntry]:
     """Every message of the AsyncAPI document, pointing at its schema file."""
     messages = [
-        MessageEntry(info.event, info.event, _summary(info.model), event_file(info.event), "events")
+        MessageEntry(
+            info.event,
+            info.event,
+            _summary(info.model),
+            event_file(info.event),
+            "events",
+            facts=_catalog_facts(info.model),
+        )
         for info in list_models()
     ]
     messages.append(
@@ -142,7 +160,7 @@ def asyncapi_messages() -> list[MessageEntry]:
             name,
             (model.__doc__ or name).strip().splitlines()[0],
             status_file(name),
-            "status",
+            "bridgeStatus",
         )
         for name, model in STATUS_FIELDS.items()
     ]
@@ -174,6 +192,8 @@ def contract_files() -> dict[str, str]:
     (its README, the baseline) is generated.
     """
     files = {path: render_json(document) for path, document in json_schema_files().items()}
-    document = asyncapi_document(asyncapi_messages(), version=SCHEMA_VERSION)
+    document = asyncapi_document(
+        asyncapi_messages(), version=SCHEMA_VERSION, headers_schema=amqp_headers_schema()
+    )
     files[ASYNCAPI_FILE] = render_asyncapi(document)
     return files

@@ -5,7 +5,7 @@ The contract
 Every message the bridge publishes is one compact JSON object (UTF-8)::
 
     {
-      "schema_version": "1.1.0",
+      "schema_version": "2.0.0",
       "kind": "event",
       "id": "pbx1:1795675153000:42",
       "server": "pbx1",
@@ -51,13 +51,19 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
     else ``null``.
 ``fields`` (``kind=event``)
     The typed fields, keyed by AMI name as the Asterisk docs spell it, only those sent:
-    integers as JSON numbers, all else strings exactly as sent (``<unknown>`` and C
-    escapes are not touched).  ``Event``, ``Privilege`` and ``Timestamp`` are not
-    repeated here; ``SystemName`` and ``ActionID`` are.  For an event without a model
-    every header is here, as a string or a list of strings when it was repeated.
+    integers as JSON numbers (only where every Asterisk release since 11 writes the
+    header as a number, see ``scripts/generate_models.py``), all else strings exactly
+    as sent (``<unknown>`` and C escapes are not touched).  ``Event``, ``Privilege``
+    and ``Timestamp`` are not repeated here; ``SystemName`` and ``ActionID`` are.  For
+    an event without a model every header is here, as a string or a list of strings
+    when it was repeated.
 ``extra``
-    Headers the model does not know, by their first spelling: a string, or a list of
-    strings when repeated.  Omitted when empty.
+    Headers that did not fit the model, by their first spelling: a string, or a list of
+    strings when repeated.  Omitted when empty.  These are headers the model does not
+    know, and known fields whose value does not parse as the field's type (text where
+    every Asterisk release writes a number): such a field is left out of ``fields`` and
+    its text is kept here.  Either way the message is a valid event, never ``invalid``,
+    and the bridge counts the header as drift.
 ``repeated``
     For a known field sent more than once: every value in order (``fields`` holds the
     first).  Also for a ``ChanVariable`` header that carried one variable twice: every
@@ -117,7 +123,7 @@ __all__ = [
 ]
 
 #: Version of the message contract described in this module.
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "2.0.0"
 
 FieldsT = TypeVar("FieldsT", bound=AmiEvent)
 
@@ -163,7 +169,9 @@ class Envelope(CommonEnvelope, Generic[FieldsT]):
     kind: Literal["event", "invalid"] = Field(description="event, or invalid.")
     fields: FieldsT | None = Field(None, description="Typed fields (kind=event).")
     extra: dict[str, str | list[str]] = Field(
-        default_factory=dict, description="Headers the model does not know."
+        default_factory=dict,
+        description="Headers that did not fit the model: unknown ones, and known fields "
+        "whose value did not parse as their type (then absent from fields).",
     )
     repeated: dict[str, list[str]] = Field(
         default_factory=dict, description="Every value of known fields sent more than once."

@@ -52,6 +52,8 @@ class FieldMap:
     enum_fields: tuple[tuple[str, frozenset[str]], ...]
     #: The model is the catch-all for events without a model of their own.
     generic: bool
+    #: Aliases of the fields a message cannot lack.
+    required: frozenset[str] = frozenset()
 
 
 def _leaves(annotation: Any) -> list[Any]:
@@ -106,4 +108,7 @@ def field_map(model: type[AmiEvent]) -> FieldMap:
         int_fields=tuple(int_fields),
         enum_fields=tuple(enum_fields),
         generic=model is GenericEvent,
+        required=frozenset(
+            info.alias or name for name, info in model.model_fields.items() if info.is_required()
+        ),
     )

@@ -1328,6 +1328,22 @@ class TransfererChannelSnapshot(AmiEvent):
 # -- events --
 
 
+class AGIExec(AmiEvent):
+    """AMI event ``AGIExec``: class ``agi``; raised in res/res_agi.c."""
+
+    event_name: ClassVar[str] = "AGIExec"
+    privilege_class: ClassVar[str | None] = "agi"
+    live_class: ClassVar[str | None] = "agi"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Command: str | None = None
+    CommandId: int | None = None
+    Result: str | None = None
+    ResultCode: int | None = None
+    SubEvent: str | None = None
+
+
 class AGIExecEnd(ChannelSnapshot):
     """AMI event ``AGIExecEnd``: class ``agi``; since 12.0.0; raised in res/res_agi.c."""
 
@@ -1358,6 +1374,7 @@ class AOCD(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-D")
     event_name: ClassVar[str] = "AOC-D"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Charge: str | None = None
@@ -1379,6 +1396,7 @@ class AOCE(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-E")
     event_name: ClassVar[str] = "AOC-E"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChargingAssociation: str | None = None
@@ -1404,6 +1422,7 @@ class AOCS(ChannelSnapshot):
     model_config = ConfigDict(title="AOC-S")
     event_name: ClassVar[str] = "AOC-S"
     privilege_class: ClassVar[str | None] = "aoc"
+    live_class: ClassVar[str | None] = "aoc"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Chargeable: str | None = None
@@ -1426,11 +1445,19 @@ class AgentCalled(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentCalled"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
     MemberName: str | None = None
     Interface: str | None = None
+    AgentCalled: str | None = None
+    AgentName: str | None = None
+    ChannelCalling: str | None = None
+    DestinationChannel: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
 
 
 class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
@@ -1438,6 +1465,7 @@ class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentComplete"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1446,6 +1474,7 @@ class AgentComplete(ChannelSnapshot, DestChannelSnapshot):
     HoldTime: int | None = None
     TalkTime: int | None = None
     Reason: ReasonValue | str | None = None
+    Member: str | None = None
 
 
 class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
@@ -1453,6 +1482,7 @@ class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentConnect"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -1460,6 +1490,8 @@ class AgentConnect(ChannelSnapshot, DestChannelSnapshot):
     Interface: str | None = None
     RingTime: int | None = None
     HoldTime: int | None = None
+    BridgedChannel: str | None = None
+    Member: str | None = None
 
 
 class AgentDump(ChannelSnapshot, DestChannelSnapshot):
@@ -1467,11 +1499,13 @@ class AgentDump(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentDump"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
     MemberName: str | None = None
     Interface: str | None = None
+    Member: str | None = None
 
 
 class AgentLogin(ChannelSnapshot):
@@ -1479,6 +1513,7 @@ class AgentLogin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentLogin"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Agent: str | None = None
@@ -1489,6 +1524,7 @@ class AgentLogoff(ChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentLogoff"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Agent: str | None = None
@@ -1500,12 +1536,14 @@ class AgentRingNoAnswer(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "AgentRingNoAnswer"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
     MemberName: str | None = None
     Interface: str | None = None
     RingTime: int | None = None
+    Member: str | None = None
 
 
 class Agents(ChannelSnapshot):
@@ -1520,7 +1558,9 @@ class Agents(ChannelSnapshot):
     Status: AgentsStatusValue | str | None = None
     TalkingToChan: str | None = None
     CallStarted: str | None = None
-    LoggedInTime: str | None = None
+    LoggedInTime: int | None = None
+    LoggedInChan: str | None = None
+    TalkingTo: str | None = None
 
 
 class AgentsComplete(AmiEvent):
@@ -1530,16 +1570,23 @@ class AgentsComplete(AmiEvent):
     privilege_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
 
 class Alarm(AmiEvent):
     """AMI event ``Alarm``: class ``system``; since 12.0.0; raised in channels/chan_dahdi.c."""
 
     event_name: ClassVar[str] = "Alarm"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
     Alarm: str | None = None
+    Channel: int | None = None
 
 
 class AlarmClear(AmiEvent):
@@ -1547,9 +1594,11 @@ class AlarmClear(AmiEvent):
 
     event_name: ClassVar[str] = "AlarmClear"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
+    Channel: int | None = None
 
 
 class AorDetail(AmiEvent):
@@ -1623,6 +1672,21 @@ class AorListComplete(AmiEvent):
     ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
+class AsyncAGI(AmiEvent):
+    """AMI event ``AsyncAGI``: class ``agi``; raised in res/res_agi.c."""
+
+    event_name: ClassVar[str] = "AsyncAGI"
+    privilege_class: ClassVar[str | None] = "agi"
+    live_class: ClassVar[str | None] = "agi"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    CommandID: str | None = None
+    Env: str | None = None
+    Result: str | None = None
+    SubEvent: str | None = None
+
+
 class AsyncAGIEnd(ChannelSnapshot):
     """AMI event ``AsyncAGIEnd``: class ``agi``; since 12.0.0; raised in res/res_agi.c."""
 
@@ -1666,6 +1730,7 @@ class AttendedTransfer(
 
     event_name: ClassVar[str] = "AttendedTransfer"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Result: ResultValue | str | None = None
@@ -1673,6 +1738,7 @@ class AttendedTransfer(
     DestBridgeUniqueid: str | None = None
     DestApp: str | None = None
     DestTransfererChannel: str | None = None
+    IsExternal: str | None = None
 
 
 class AuthDetail(AmiEvent):
@@ -1763,6 +1829,7 @@ class BlindTransfer(TransfererChannelSnapshot, TransfereeChannelSnapshot, Bridge
 
     event_name: ClassVar[str] = "BlindTransfer"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Result: ResultValue | str | None = None
@@ -1773,11 +1840,43 @@ class BlindTransfer(TransfererChannelSnapshot, TransfereeChannelSnapshot, Bridge
     )
 
 
+class Bridge(AmiEvent):
+    """AMI event ``Bridge``: class ``call``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "Bridge"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Bridgestate: str | None = None
+    Bridgetype: str | None = None
+    CallerID1: str | None = None
+    CallerID2: str | None = None
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Uniqueid1: str | None = None
+    Uniqueid2: str | None = None
+
+
+class BridgeAction(AmiEvent):
+    """AMI event ``BridgeAction``: class ``call``; raised in main/features.c."""
+
+    event_name: ClassVar[str] = "BridgeAction"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Response: str | None = None
+
+
 class BridgeCreate(BridgeSnapshot):
     """AMI event ``BridgeCreate``: class ``call``; since 12.0.0; raised in main/manager_bridges.c."""
 
     event_name: ClassVar[str] = "BridgeCreate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1786,6 +1885,7 @@ class BridgeDestroy(BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeDestroy"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1794,9 +1894,24 @@ class BridgeEnter(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeEnter"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SwapUniqueid: str | None = None
+
+
+class BridgeExec(AmiEvent):
+    """AMI event ``BridgeExec``: class ``call``; raised in main/features.c."""
+
+    event_name: ClassVar[str] = "BridgeExec"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Reason: str | None = None
+    Response: str | None = None
 
 
 class BridgeInfoChannel(ChannelSnapshot):
@@ -1827,7 +1942,29 @@ class BridgeLeave(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
+
+
+class BridgeListComplete(AmiEvent):
+    """AMI event ``BridgeListComplete``: no class; raised in main/manager_bridges.c."""
+
+    event_name: ClassVar[str] = "BridgeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class BridgeListItem(AmiEvent):
+    """AMI event ``BridgeListItem``: no class; raised in main/manager_bridges.c."""
+
+    event_name: ClassVar[str] = "BridgeListItem"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
 
 
 class BridgeMerge(ToBridgeSnapshot, FromBridgeSnapshot):
@@ -1835,7 +1972,34 @@ class BridgeMerge(ToBridgeSnapshot, FromBridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeMerge"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
+
+
+class BridgeTechnologyListComplete(AmiEvent):
+    """AMI event ``BridgeTechnologyListComplete``: no class; raised in main/bridge.c."""
+
+    event_name: ClassVar[str] = "BridgeTechnologyListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class BridgeTechnologyListItem(AmiEvent):
+    """AMI event ``BridgeTechnologyListItem``: no class; raised in main/bridge.c."""
+
+    event_name: ClassVar[str] = "BridgeTechnologyListItem"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    BridgePriority: int | None = None
+    BridgeSuspended: str | None = None
+    BridgeTechnology: str | None = None
+    BridgeType: str | None = None
 
 
 class BridgeVideoSourceUpdate(BridgeSnapshot):
@@ -1843,9 +2007,134 @@ class BridgeVideoSourceUpdate(BridgeSnapshot):
 
     event_name: ClassVar[str] = "BridgeVideoSourceUpdate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.13.0", "14.2.0")
 
     BridgePreviousVideoSource: str | None = None
+
+
+class CCAvailable(AmiEvent):
+    """AMI event ``CCAvailable``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCAvailable"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    CoreID: int | None = None
+    Service: str | None = None
+
+
+class CCCallerRecalling(AmiEvent):
+    """AMI event ``CCCallerRecalling``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerRecalling"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCCallerStartMonitoring(AmiEvent):
+    """AMI event ``CCCallerStartMonitoring``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerStartMonitoring"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCCallerStopMonitoring(AmiEvent):
+    """AMI event ``CCCallerStopMonitoring``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCCallerStopMonitoring"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCFailure(AmiEvent):
+    """AMI event ``CCFailure``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCFailure"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+    Reason: str | None = None
+
+
+class CCMonitorFailed(AmiEvent):
+    """AMI event ``CCMonitorFailed``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCMonitorFailed"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    CoreID: int | None = None
+
+
+class CCOfferTimerStart(AmiEvent):
+    """AMI event ``CCOfferTimerStart``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCOfferTimerStart"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+    Expires: int | None = None
+
+
+class CCRecallComplete(AmiEvent):
+    """AMI event ``CCRecallComplete``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRecallComplete"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCRequestAcknowledged(AmiEvent):
+    """AMI event ``CCRequestAcknowledged``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRequestAcknowledged"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Caller: str | None = None
+    CoreID: int | None = None
+
+
+class CCRequested(AmiEvent):
+    """AMI event ``CCRequested``: class ``cc``; raised in main/ccss.c, main/stasis_system.c."""
+
+    event_name: ClassVar[str] = "CCRequested"
+    privilege_class: ClassVar[str | None] = "cc"
+    live_class: ClassVar[str | None] = "cc"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Callee: str | None = None
+    Caller: str | None = None
+    CoreID: int | None = None
 
 
 class CEL(AmiEvent):
@@ -1853,6 +2142,7 @@ class CEL(AmiEvent):
 
     event_name: ClassVar[str] = "CEL"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.2.0",)
 
     EventName: EventNameValue | str | None = None
@@ -1882,6 +2172,7 @@ class Cdr(AmiEvent):
 
     event_name: ClassVar[str] = "Cdr"
     privilege_class: ClassVar[str | None] = "cdr"
+    live_class: ClassVar[str | None] = "cdr"
     since: ClassVar[tuple[str, ...]] = ("13.2.0",)
 
     AccountCode: str | None = None
@@ -1951,6 +2242,7 @@ class ChanSpyStart(SpyerChannelSnapshot, SpyeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ChanSpyStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -1959,7 +2251,18 @@ class ChanSpyStop(SpyerChannelSnapshot, SpyeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ChanSpyStop"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
+
+
+class ChannelHungup(AmiEvent):
+    """AMI event ``ChannelHungup``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "ChannelHungup"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
 
 
 class ChannelTalkingStart(ChannelSnapshot):
@@ -1967,6 +2270,7 @@ class ChannelTalkingStart(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ChannelTalkingStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.4.0",)
 
 
@@ -1975,9 +2279,54 @@ class ChannelTalkingStop(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ChannelTalkingStop"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.4.0",)
 
     Duration: int | None = None
+
+
+class ChannelUpdate(AmiEvent):
+    """AMI event ``ChannelUpdate``: class ``system``; raised in addons/chan_ooh323.c, channels/chan_gtalk.c, channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "ChannelUpdate"
+    privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallRef: int | None = None
+    Channel: str | None = None
+    Channeltype: str | None = None
+    Gtalk_SID: str | None = Field(None, alias="Gtalk-SID")
+    IAX2_callno_local: int | None = Field(None, alias="IAX2-callno-local")
+    IAX2_callno_remote: int | None = Field(None, alias="IAX2-callno-remote")
+    IAX2_peer: str | None = Field(None, alias="IAX2-peer")
+    Peername: str | None = None
+    SIPcallid: str | None = None
+    SIPfullcontact: str | None = None
+    Uniqueid: str | None = None
+
+
+class ChannelsHungupListComplete(AmiEvent):
+    """AMI event ``ChannelsHungupListComplete``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "ChannelsHungupListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class CloseSession(AmiEvent):
+    """AMI event ``CloseSession``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "CloseSession"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CloseSession: str | None = None
 
 
 class ConfbridgeEnd(BridgeSnapshot):
@@ -1985,6 +2334,7 @@ class ConfbridgeEnd(BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -1995,6 +2345,7 @@ class ConfbridgeJoin(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeJoin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2007,6 +2358,7 @@ class ConfbridgeLeave(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2028,7 +2380,21 @@ class ConfbridgeList(ChannelSnapshot):
     Waiting: WaitingValue | str | None = None
     Muted: MutedValue | str | None = None
     Talking: TalkingValue | str | None = None
-    AnsweredTime: str | None = None
+    AnsweredTime: int | None = None
+    EndMarkedAny: str | None = None
+
+
+class ConfbridgeListComplete(AmiEvent):
+    """AMI event ``ConfbridgeListComplete``: no class; raised in apps/app_confbridge.c."""
+
+    event_name: ClassVar[str] = "ConfbridgeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class ConfbridgeListRooms(AmiEvent):
@@ -2039,10 +2405,23 @@ class ConfbridgeListRooms(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    Parties: str | None = None
-    Marked: str | None = None
+    Parties: int | None = None
+    Marked: int | None = None
     Locked: LockedValue | str | None = None
     Muted: MutedValue | str | None = None
+
+
+class ConfbridgeListRoomsComplete(AmiEvent):
+    """AMI event ``ConfbridgeListRoomsComplete``: no class; raised in apps/app_confbridge.c."""
+
+    event_name: ClassVar[str] = "ConfbridgeListRoomsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class ConfbridgeMute(ChannelSnapshot, BridgeSnapshot):
@@ -2071,6 +2450,7 @@ class ConfbridgeStart(BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2091,6 +2471,7 @@ class ConfbridgeTalking(ChannelSnapshot, BridgeSnapshot):
 
     event_name: ClassVar[str] = "ConfbridgeTalking"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Conference: str | None = None
@@ -2157,6 +2538,7 @@ class ContactStatus(AmiEvent):
 
     event_name: ClassVar[str] = "ContactStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("13.5.0",)
 
     URI: str | None = None
@@ -2192,6 +2574,19 @@ class ContactStatusDetail(AmiEvent):
     Qualify2xxOnly: str | None = None
 
 
+class ContactStatusDetailComplete(AmiEvent):
+    """AMI event ``ContactStatusDetailComplete``: no class; raised in res/res_pjsip_registrar.c."""
+
+    event_name: ClassVar[str] = "ContactStatusDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class CoreShowChannel(ChannelSnapshot):
     """AMI event ``CoreShowChannel``: class ``call``; since 18.26.0, 20.11.0, 21.6.0, 22.1.0; answers CoreShowChannels; raised in main/manager_doc.xml."""
 
@@ -2204,6 +2599,22 @@ class CoreShowChannel(ChannelSnapshot):
     Application: str | None = None
     ApplicationData: str | None = None
     Duration: str | None = None
+    BridgedChannel: str | None = None
+    BridgedUniqueID: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+
+
+class CoreShowChannelMap(AmiEvent):
+    """AMI event ``CoreShowChannelMap``: no class; raised in main/manager.c."""
+
+    event_name: ClassVar[str] = "CoreShowChannelMap"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    ConnectedChannel: str | None = None
 
 
 class CoreShowChannelMapComplete(AmiEvent):
@@ -2238,11 +2649,127 @@ class DAHDIChannel(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DAHDIChannel"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    DAHDIGroup: str | None = None
-    DAHDISpan: str | None = None
+    DAHDIGroup: int | None = None
+    DAHDISpan: int | None = None
     DAHDIChannel: str | None = None
+
+
+class DAHDIShowChannels(AmiEvent):
+    """AMI event ``DAHDIShowChannels``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowChannels"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AccountCode: str | None = None
+    Alarm: str | None = None
+    Channel: str | None = None
+    Context: str | None = None
+    DAHDIChannel: int | None = None
+    DND: str | None = None
+    Description: str | None = None
+    Signalling: str | None = None
+    SignallingCode: int | None = None
+    Uniqueid: str | None = None
+
+
+class DAHDIShowChannelsComplete(AmiEvent):
+    """AMI event ``DAHDIShowChannelsComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowChannelsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
+
+
+class DAHDIShowStatus(AmiEvent):
+    """AMI event ``DAHDIShowStatus``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowStatus"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Alarms: str | None = None
+    CRC: int | None = None
+    Coding: str | None = None
+    Description: str | None = None
+    Framing: str | None = None
+    IRQ: int | None = None
+    LBO: str | None = None
+    Options: str | None = None
+    Span: int | None = None
+    bpviol: int | None = None
+
+
+class DAHDIShowStatusComplete(AmiEvent):
+    """AMI event ``DAHDIShowStatusComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "DAHDIShowStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
+
+
+class DBGetComplete(AmiEvent):
+    """AMI event ``DBGetComplete``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class DBGetResponse(AmiEvent):
+    """AMI event ``DBGetResponse``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetResponse"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Family: str | None = None
+    Key: str | None = None
+    Val: str | None = None
+
+
+class DBGetTreeComplete(AmiEvent):
+    """AMI event ``DBGetTreeComplete``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetTreeComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class DBGetTreeResponse(AmiEvent):
+    """AMI event ``DBGetTreeResponse``: no class; raised in main/db.c."""
+
+    event_name: ClassVar[str] = "DBGetTreeResponse"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Key: str | None = None
+    Val: str | None = None
 
 
 class DNDState(AmiEvent):
@@ -2250,10 +2777,28 @@ class DNDState(AmiEvent):
 
     event_name: ClassVar[str] = "DNDState"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DAHDIChannel: str | None = None
     Status: DNDStateStatusValue | str | None = None
+    Channel: str | None = None
+
+
+class DTMF(AmiEvent):
+    """AMI event ``DTMF``: class ``dtmf``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "DTMF"
+    privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Begin: str | None = None
+    Channel: str | None = None
+    Digit: str | None = None
+    Direction: str | None = None
+    End: str | None = None
+    Uniqueid: str | None = None
 
 
 class DTMFBegin(ChannelSnapshot):
@@ -2261,6 +2806,7 @@ class DTMFBegin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DTMFBegin"
     privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Digit: str | None = None
@@ -2272,6 +2818,7 @@ class DTMFEnd(ChannelSnapshot):
 
     event_name: ClassVar[str] = "DTMFEnd"
     privilege_class: ClassVar[str | None] = "dtmf"
+    live_class: ClassVar[str | None] = "dtmf"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Digit: str | None = None
@@ -2284,9 +2831,27 @@ class DeadlockStart(AmiEvent):
 
     event_name: ClassVar[str] = "DeadlockStart"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Mutex: str | None = None
+
+
+class DeviceEntry(AmiEvent):
+    """AMI event ``DeviceEntry``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "DeviceEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ChannelObjectType: str | None = None
+    Channeltype: str | None = None
+    DeviceId: str | None = None
+    Devicestatus: str | None = None
+    IPaddress: str | None = None
+    NumberOfLines: int | None = None
+    ObjectName: str | None = None
+    Type: str | None = None
 
 
 class DeviceStateChange(AmiEvent):
@@ -2294,6 +2859,7 @@ class DeviceStateChange(AmiEvent):
 
     event_name: ClassVar[str] = "DeviceStateChange"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
     response_to: ClassVar[tuple[str, ...]] = ("DeviceStateList",)
 
@@ -2315,11 +2881,25 @@ class DeviceStateListComplete(AmiEvent):
     ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
+class DevicelistComplete(AmiEvent):
+    """AMI event ``DevicelistComplete``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "DevicelistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class DialBegin(ChannelSnapshot, DestChannelSnapshot):
     """AMI event ``DialBegin``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
     event_name: ClassVar[str] = "DialBegin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DialString: str | None = None
@@ -2330,6 +2910,7 @@ class DialEnd(ChannelSnapshot, DestChannelSnapshot):
 
     event_name: ClassVar[str] = "DialEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     DialStatus: DialEndDialStatusValue | str | None = None
@@ -2564,6 +3145,7 @@ class ExtensionStatus(AmiEvent):
 
     event_name: ClassVar[str] = "ExtensionStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
     response_to: ClassVar[tuple[str, ...]] = ("ExtensionStateList",)
 
@@ -2602,6 +3184,10 @@ class FAXSessionsComplete(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
 
     Total: int | None = None
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class FAXSessionsEntry(AmiEvent):
@@ -2613,7 +3199,7 @@ class FAXSessionsEntry(AmiEvent):
 
     Channel: str | None = None
     Technology: str | None = None
-    SessionNumber: str | None = None
+    SessionNumber: int | None = None
     SessionType: SessionTypeValue | str | None = None
     Operation: FAXSessionsEntryOperationValue | str | None = None
     State: StateValue | str | None = None
@@ -2640,12 +3226,14 @@ class FAXStatus(ChannelSnapshot):
 
     event_name: ClassVar[str] = "FAXStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Operation: FAXStatusOperationValue | str | None = None
     Status: str | None = None
     LocalStationID: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
 
 
 class FailedACL(AmiEvent):
@@ -2673,6 +3261,7 @@ class Flash(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Flash"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
 
@@ -2681,6 +3270,7 @@ class FullyBooted(AmiEvent):
 
     event_name: ClassVar[str] = "FullyBooted"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Status: str | None = None
@@ -2693,6 +3283,7 @@ class Hangup(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Hangup"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int = Field(
@@ -2711,6 +3302,7 @@ class HangupHandlerPop(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerPop"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -2721,6 +3313,7 @@ class HangupHandlerPush(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerPush"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -2731,6 +3324,7 @@ class HangupHandlerRun(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupHandlerRun"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Handler: str | None = None
@@ -2741,6 +3335,7 @@ class HangupRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "HangupRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int | None = Field(
@@ -2753,9 +3348,11 @@ class Hold(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Hold"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     MusicClass: str | None = None
+    Status: str | None = None
 
 
 class IdentifyDetail(AmiEvent):
@@ -2803,6 +3400,19 @@ class InboundRegistrationDetail(AmiEvent):
     Contact: str | None = None
 
 
+class InboundRegistrationDetailComplete(AmiEvent):
+    """AMI event ``InboundRegistrationDetailComplete``: no class; raised in res/res_pjsip_registrar.c."""
+
+    event_name: ClassVar[str] = "InboundRegistrationDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class InboundSubscriptionDetail(AmiEvent):
     """AMI event ``InboundSubscriptionDetail``: class ``command``; since 12.0.0; raised in res/res_pjsip_pubsub.c."""
 
@@ -2821,6 +3431,19 @@ class InboundSubscriptionDetail(AmiEvent):
     )
     ExtensionStates: ExtensionStatesValue | str | None = None
     Mailboxes: str | None = None
+
+
+class InboundSubscriptionDetailComplete(AmiEvent):
+    """AMI event ``InboundSubscriptionDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "InboundSubscriptionDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class InvalidAccountID(AmiEvent):
@@ -2884,6 +3507,143 @@ class InvalidTransport(AmiEvent):
     SessionTV: str | None = None
 
 
+class JabberEvent(AmiEvent):
+    """AMI event ``JabberEvent``: class ``user``; raised in res/res_jabber.c, res/res_xmpp.c."""
+
+    event_name: ClassVar[str] = "JabberEvent"
+    privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Account: str | None = None
+    Packet: str | None = None
+
+
+class JabberStatus(AmiEvent):
+    """AMI event ``JabberStatus``: class ``user``; raised in res/res_jabber.c, res/res_xmpp.c."""
+
+    event_name: ClassVar[str] = "JabberStatus"
+    privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Account: str | None = None
+    Description: str | None = None
+    JID: str | None = None
+    Priority: int | None = None
+    Resource: str | None = None
+    Status: int | None = None
+
+
+class JitterBufStats(AmiEvent):
+    """AMI event ``JitterBufStats``: class ``reporting``; raised in channels/chan_iax2.c."""
+
+    event_name: ClassVar[str] = "JitterBufStats"
+    privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    LocalDropped: int | None = None
+    LocalJBDelay: int | None = None
+    LocalJitter: int | None = None
+    LocalLossPercent: int | None = None
+    LocalReceived: int | None = None
+    LocalTotalLost: int | None = None
+    Localooo: int | None = None
+    Owner: str | None = None
+    Ping: int | None = None
+    RemoteDropped: int | None = None
+    RemoteJBDelay: int | None = None
+    RemoteJitter: int | None = None
+    RemoteLossPercent: int | None = None
+    RemoteReceived: int | None = None
+    RemoteTotalLost: int | None = None
+    Remoteooo: int | None = None
+
+
+class Join(AmiEvent):
+    """AMI event ``Join``: class ``call``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "Join"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Count: int | None = None
+    Position: int | None = None
+    Queue: str | None = None
+    Uniqueid: str | None = None
+
+
+class Leave(AmiEvent):
+    """AMI event ``Leave``: class ``call``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "Leave"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Count: int | None = None
+    Position: int | None = None
+    Queue: str | None = None
+    Uniqueid: str | None = None
+
+
+class LineEntry(AmiEvent):
+    """AMI event ``LineEntry``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "LineEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ChannelObjectType: str | None = None
+    Channeltype: str | None = None
+    Device: str | None = None
+    Instance: int | None = None
+    Label: str | None = None
+    ObjectName: str | None = None
+
+
+class LinelistComplete(AmiEvent):
+    """AMI event ``LinelistComplete``: no class; raised in channels/chan_skinny.c."""
+
+    event_name: ClassVar[str] = "LinelistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class ListDialplan(AmiEvent):
+    """AMI event ``ListDialplan``: no class; raised in main/pbx.c."""
+
+    event_name: ClassVar[str] = "ListDialplan"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AppData: str | None = None
+    Application: str | None = None
+    Context: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+    ExtensionLabel: str | None = None
+    IgnorePattern: str | None = None
+    IncludeContext: str | None = None
+    Priority: str | None = None
+    Registrar: str | None = None
+    Switch: str | None = None
+
+
 class Load(AmiEvent):
     """AMI event ``Load``: class ``system``; since 16.0.0; raised in main/loader.c."""
 
@@ -2919,11 +3679,16 @@ class LocalBridge(LocalOneChannelSnapshot, LocalTwoChannelSnapshot):
 
     event_name: ClassVar[str] = "LocalBridge"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Context: str | None = None
     Exten: str | None = None
     LocalOptimization: LocalOptimizationValue | str | None = None
+    Channel1: str | None = None
+    Channel2: str | None = None
+    Uniqueid1: str | None = None
+    Uniqueid2: str | None = None
 
 
 class LocalOptimizationBegin(
@@ -2955,9 +3720,12 @@ class LogChannel(AmiEvent):
 
     event_name: ClassVar[str] = "LogChannel"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Channel: str | None = None
+    Enabled: str | None = None
+    Reason: str | None = None
 
 
 class MCID(ChannelSnapshot):
@@ -2965,6 +3733,7 @@ class MCID(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MCID"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     MCallerIDNumValid: str | None = None
@@ -3020,11 +3789,26 @@ class MWIGetComplete(AmiEvent):
     ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
+class Masquerade(AmiEvent):
+    """AMI event ``Masquerade``: class ``call``; raised in main/channel.c."""
+
+    event_name: ClassVar[str] = "Masquerade"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Clone: str | None = None
+    CloneState: str | None = None
+    Original: str | None = None
+    OriginalState: str | None = None
+
+
 class MeetmeEnd(AmiEvent):
     """AMI event ``MeetmeEnd``: class ``call``; since 12.0.0; raised in apps/app_meetme.c."""
 
     event_name: ClassVar[str] = "MeetmeEnd"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
@@ -3035,10 +3819,12 @@ class MeetmeJoin(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeJoin"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
     User: str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeLeave(ChannelSnapshot):
@@ -3046,11 +3832,13 @@ class MeetmeLeave(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeLeave"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
     User: str | None = None
     Duration: int | None = None
+    Usernum: int | None = None
 
 
 class MeetmeList(AmiEvent):
@@ -3061,7 +3849,7 @@ class MeetmeList(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    UserNumber: str | None = None
+    UserNumber: int | None = None
     CallerIDNum: str | None = None
     CallerIDName: str | None = None
     ConnectedLineNum: str | None = None
@@ -3074,6 +3862,19 @@ class MeetmeList(AmiEvent):
     Talking: str | None = None
 
 
+class MeetmeListComplete(AmiEvent):
+    """AMI event ``MeetmeListComplete``: no class; raised in apps/app_meetme.c."""
+
+    event_name: ClassVar[str] = "MeetmeListComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class MeetmeListRooms(AmiEvent):
     """AMI event ``MeetmeListRooms``: class ``call``; since 16.29.0, 18.15.0, 19.7.0; raised in apps/app_meetme.c."""
 
@@ -3082,11 +3883,24 @@ class MeetmeListRooms(AmiEvent):
     since: ClassVar[tuple[str, ...]] = ("16.29.0", "18.15.0", "19.7.0")
 
     Conference: str | None = None
-    Parties: str | None = None
+    Parties: int | None = None
     Marked: str | None = None
     Activity: str | None = None
     Creation: str | None = None
     Locked: str | None = None
+
+
+class MeetmeListRoomsComplete(AmiEvent):
+    """AMI event ``MeetmeListRoomsComplete``: no class; raised in apps/app_meetme.c."""
+
+    event_name: ClassVar[str] = "MeetmeListRoomsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class MeetmeMute(ChannelSnapshot):
@@ -3094,12 +3908,14 @@ class MeetmeMute(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeMute"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeMuteStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeTalkRequest(ChannelSnapshot):
@@ -3107,12 +3923,14 @@ class MeetmeTalkRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeTalkRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeTalkRequestStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MeetmeTalking(ChannelSnapshot):
@@ -3120,12 +3938,14 @@ class MeetmeTalking(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MeetmeTalking"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Meetme: str | None = None
     User: str | None = None
     Duration: int | None = None
     Status: MeetmeTalkingStatusValue | str | None = None
+    Usernum: int | None = None
 
 
 class MemoryLimit(AmiEvent):
@@ -3152,10 +3972,11 @@ class MessageWaiting(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MessageWaiting"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
     Mailbox: str | None = None
-    Waiting: str | None = None
+    Waiting: int | None = None
     New: int | None = None
     Old: int | None = None
 
@@ -3165,6 +3986,7 @@ class MiniVoiceMail(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MiniVoiceMail"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Action: str | None = None
@@ -3177,6 +3999,7 @@ class MixMonitorMute(ChannelSnapshot):
 
     event_name: ClassVar[str] = "MixMonitorMute"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.17.0", "18.3.0")
 
     Direction: str | None = None
@@ -3199,11 +4022,75 @@ class MixMonitorStop(ChannelSnapshot):
     since: ClassVar[tuple[str, ...]] = ("16.17.0", "18.3.0")
 
 
+class MobileStatus(AmiEvent):
+    """AMI event ``MobileStatus``: class ``system``; raised in addons/chan_mobile.c."""
+
+    event_name: ClassVar[str] = "MobileStatus"
+    privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Device: str | None = None
+    Status: str | None = None
+
+
+class ModuleLoadReport(AmiEvent):
+    """AMI event ``ModuleLoadReport``: class ``system``; raised in main/loader.c."""
+
+    event_name: ClassVar[str] = "ModuleLoadReport"
+    privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ModuleCount: int | None = None
+    ModuleLoadStatus: str | None = None
+    ModuleSelection: str | None = None
+
+
+class MonitorStart(AmiEvent):
+    """AMI event ``MonitorStart``: class ``call``; raised in res/res_monitor.c."""
+
+    event_name: ClassVar[str] = "MonitorStart"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Uniqueid: str | None = None
+
+
+class MonitorStop(AmiEvent):
+    """AMI event ``MonitorStop``: class ``call``; raised in res/res_monitor.c."""
+
+    event_name: ClassVar[str] = "MonitorStop"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Uniqueid: str | None = None
+
+
+class MusicOnHold(AmiEvent):
+    """AMI event ``MusicOnHold``: class ``call``; raised in res/res_musiconhold.c."""
+
+    event_name: ClassVar[str] = "MusicOnHold"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Class: str | None = None
+    State: str | None = None
+    UniqueID: str | None = None
+
+
 class MusicOnHoldStart(ChannelSnapshot):
     """AMI event ``MusicOnHoldStart``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
     event_name: ClassVar[str] = "MusicOnHoldStart"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Class: str | None = None
@@ -3222,6 +4109,7 @@ class NewAccountCode(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewAccountCode"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     OldAccountCode: str | None = None
@@ -3232,6 +4120,7 @@ class NewCallerid(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewCallerid"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     CID_CallingPres: str | None = Field(None, alias="CID-CallingPres")
@@ -3242,6 +4131,7 @@ class NewConnectedLine(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewConnectedLine"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.13.0", "14.2.0")
 
 
@@ -3250,6 +4140,7 @@ class NewExten(ChannelSnapshot):
 
     event_name: ClassVar[str] = "NewExten"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Extension: str | None = Field(
@@ -3259,11 +4150,26 @@ class NewExten(ChannelSnapshot):
     AppData: str | None = None
 
 
+class NewPeerAccount(AmiEvent):
+    """AMI event ``NewPeerAccount``: class ``call``; raised in main/cdr.c."""
+
+    event_name: ClassVar[str] = "NewPeerAccount"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    OldPeerAccount: str | None = None
+    PeerAccount: str | None = None
+    Uniqueid: str | None = None
+
+
 class Newchannel(ChannelSnapshot):
     """AMI event ``Newchannel``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
     event_name: ClassVar[str] = "Newchannel"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -3272,6 +4178,7 @@ class Newstate(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Newstate"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -3280,6 +4187,7 @@ class OriginateResponse(AmiEvent):
 
     event_name: ClassVar[str] = "OriginateResponse"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
 
     Response: ResponseValue | str | None = None
@@ -3288,7 +4196,7 @@ class OriginateResponse(AmiEvent):
     Exten: str | None = None
     Application: str | None = None
     Data: str | None = None
-    Reason: str | None = None
+    Reason: int | None = None
     Uniqueid: str | None = None
     CallerIDNum: str | None = None
     CallerIDName: str | None = None
@@ -3327,6 +4235,21 @@ class OutboundRegistrationDetail(AmiEvent):
     NextReg: str | None = None
 
 
+class OutboundRegistrationDetailComplete(AmiEvent):
+    """AMI event ``OutboundRegistrationDetailComplete``: no class; raised in res/res_pjsip_outbound_registration.c."""
+
+    event_name: ClassVar[str] = "OutboundRegistrationDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    NotRegistered: int | None = None
+    Registered: int | None = None
+
+
 class OutboundSubscriptionDetail(AmiEvent):
     """AMI event ``OutboundSubscriptionDetail``: class ``command``; since 12.0.0; raised in res/res_pjsip_pubsub.c."""
 
@@ -3347,15 +4270,56 @@ class OutboundSubscriptionDetail(AmiEvent):
     Mailboxes: str | None = None
 
 
+class OutboundSubscriptionDetailComplete(AmiEvent):
+    """AMI event ``OutboundSubscriptionDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "OutboundSubscriptionDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class PJSIPMaintenanceStatus(AmiEvent):
     """AMI event ``PJSIPMaintenanceStatus``: class ``system``; since 20.20.0, 22.10.0, 23.4.0; raised in res/res_pjsip_maintenance.c."""
 
     event_name: ClassVar[str] = "PJSIPMaintenanceStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("20.20.0", "22.10.0", "23.4.0")
 
     Endpoint: str | None = None
     Status: PJSIPMaintenanceStatusStatusValue | str | None = None
+
+
+class PJSIPMaintenanceStatusComplete(AmiEvent):
+    """AMI event ``PJSIPMaintenanceStatusComplete``: no class; raised in res/res_pjsip_maintenance.c."""
+
+    event_name: ClassVar[str] = "PJSIPMaintenanceStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class PRIShowSpansComplete(AmiEvent):
+    """AMI event ``PRIShowSpansComplete``: no class; raised in channels/chan_dahdi.c."""
+
+    event_name: ClassVar[str] = "PRIShowSpansComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Items: int | None = None
 
 
 class ParkedCall(ParkeeChannelSnapshot):
@@ -3363,6 +4327,7 @@ class ParkedCall(ParkeeChannelSnapshot):
 
     event_name: ClassVar[str] = "ParkedCall"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ParkerDialString: str | None = None
@@ -3370,6 +4335,16 @@ class ParkedCall(ParkeeChannelSnapshot):
     ParkingSpace: int | None = None
     ParkingTimeout: int | None = None
     ParkingDuration: int | None = None
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Duration: int | None = None
+    Exten: str | None = None
+    From: str | None = None
+    Timeout: int | None = None
+    Uniqueid: str | None = None
 
 
 class ParkedCallGiveUp(ParkeeChannelSnapshot, ParkerChannelSnapshot):
@@ -3414,22 +4389,109 @@ class ParkedCallTimeOut(ParkeeChannelSnapshot, ParkerChannelSnapshot):
     ParkingDuration: int | None = None
 
 
+class ParkedCallsComplete(AmiEvent):
+    """AMI event ``ParkedCallsComplete``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "ParkedCallsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    Total: int | None = None
+
+
+class Parkinglot(AmiEvent):
+    """AMI event ``Parkinglot``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "Parkinglot"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Name: str | None = None
+    StartExten: int | None = None
+    StartSpace: int | None = None
+    StopExten: int | None = None
+    StopSpace: int | None = None
+    Timeout: int | None = None
+
+
+class ParkinglotsComplete(AmiEvent):
+    """AMI event ``ParkinglotsComplete``: no class; raised in main/features.c, res/parking/parking_manager.c."""
+
+    event_name: ClassVar[str] = "ParkinglotsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class PeerEntry(AmiEvent):
+    """AMI event ``PeerEntry``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "PeerEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    ACL: str | None = None
+    Accountcode: str | None = None
+    AutoComedia: str | None = None
+    AutoForcerport: str | None = None
+    ChanObjectType: str | None = None
+    Channeltype: str | None = None
+    Comedia: str | None = None
+    Description: str | None = None
+    Dynamic: str | None = None
+    Encryption: str | None = None
+    Forcerport: str | None = None
+    IPaddress: str | None = None
+    IPport: str | None = None
+    Mask: str | None = None
+    ObjectName: str | None = None
+    ObjectUsername: str | None = None
+    Port: str | None = None
+    RealtimeDevice: str | None = None
+    Status: str | None = None
+    TextSupport: str | None = None
+    Trunk: str | None = None
+    VideoSupport: str | None = None
+
+
 class PeerStatus(AmiEvent):
     """AMI event ``PeerStatus``: class ``system``; since 12.0.0; raised in main/stasis_endpoints.c."""
 
     event_name: ClassVar[str] = "PeerStatus"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChannelType: str | None = None
     Peer: str | None = None
     PeerStatus: PeerStatusValue | str | None = None
-    Cause: int | None = Field(
+    Cause: str | None = Field(
         None, description="Cause code; for Hangup the Q.850 cause, whose text is in Cause-txt."
     )
     Address: str | None = None
-    Port: int | None = None
+    Port: str | None = None
     Time: int | None = None
+
+
+class PeerlistComplete(AmiEvent):
+    """AMI event ``PeerlistComplete``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "PeerlistComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class Pickup(ChannelSnapshot, TargetChannelSnapshot):
@@ -3437,6 +4499,7 @@ class Pickup(ChannelSnapshot, TargetChannelSnapshot):
 
     event_name: ClassVar[str] = "Pickup"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -3445,6 +4508,7 @@ class PresenceStateChange(AmiEvent):
 
     event_name: ClassVar[str] = "PresenceStateChange"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("13.0.0",)
     response_to: ClassVar[tuple[str, ...]] = ("PresenceStateList",)
 
@@ -3473,6 +4537,7 @@ class PresenceStatus(AmiEvent):
 
     event_name: ClassVar[str] = "PresenceStatus"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
 
     Exten: str | None = None
@@ -3488,6 +4553,7 @@ class QueueCallerAbandon(ChannelSnapshot):
 
     event_name: ClassVar[str] = "QueueCallerAbandon"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3535,8 +4601,33 @@ class QueueEntry(AmiEvent):
     CallerIDName: str | None = None
     ConnectedLineNum: str | None = None
     ConnectedLineName: str | None = None
-    Wait: str | None = None
+    Wait: int | None = None
     Priority: int | None = None
+
+
+class QueueMember(AmiEvent):
+    """AMI event ``QueueMember``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueMember"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    CallsTaken: int | None = None
+    InCall: int | None = None
+    IsInCall: int | None = None
+    LastCall: int | None = None
+    LastPause: int | None = None
+    Location: str | None = None
+    LoginTime: int | None = None
+    Membership: str | None = None
+    Name: str | None = None
+    Paused: int | None = None
+    PausedReason: str | None = None
+    Penalty: int | None = None
+    Queue: str | None = None
+    StateInterface: str | None = None
+    Status: int | None = None
+    Wrapuptime: int | None = None
 
 
 class QueueMemberAdded(AmiEvent):
@@ -3544,6 +4635,7 @@ class QueueMemberAdded(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberAdded"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3562,6 +4654,7 @@ class QueueMemberAdded(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberPause(AmiEvent):
@@ -3589,11 +4682,27 @@ class QueueMemberPause(AmiEvent):
     Wrapuptime: int | None = None
 
 
+class QueueMemberPaused(AmiEvent):
+    """AMI event ``QueueMemberPaused``: class ``agent``; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueMemberPaused"
+    privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Location: str | None = None
+    MemberName: str | None = None
+    Paused: int | None = None
+    Queue: str | None = None
+    Reason: str | None = None
+
+
 class QueueMemberPenalty(AmiEvent):
     """AMI event ``QueueMemberPenalty``: class ``agent``; since 12.0.0; raised in apps/app_queue.c."""
 
     event_name: ClassVar[str] = "QueueMemberPenalty"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3612,6 +4721,7 @@ class QueueMemberPenalty(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberRemoved(AmiEvent):
@@ -3619,6 +4729,7 @@ class QueueMemberRemoved(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberRemoved"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3637,6 +4748,7 @@ class QueueMemberRemoved(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberRinginuse(AmiEvent):
@@ -3644,6 +4756,7 @@ class QueueMemberRinginuse(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberRinginuse"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3662,6 +4775,7 @@ class QueueMemberRinginuse(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueMemberStatus(AmiEvent):
@@ -3669,6 +4783,7 @@ class QueueMemberStatus(AmiEvent):
 
     event_name: ClassVar[str] = "QueueMemberStatus"
     privilege_class: ClassVar[str | None] = "agent"
+    live_class: ClassVar[str | None] = "agent"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Queue: str | None = None
@@ -3687,6 +4802,7 @@ class QueueMemberStatus(AmiEvent):
     PausedReason: str | None = None
     Ringinuse: RinginuseValue | str | None = None
     Wrapuptime: int | None = None
+    Location: str | None = None
 
 
 class QueueParams(AmiEvent):
@@ -3710,22 +4826,65 @@ class QueueParams(AmiEvent):
     Weight: int | None = None
 
 
+class QueueStatusComplete(AmiEvent):
+    """AMI event ``QueueStatusComplete``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueStatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class QueueSummary(AmiEvent):
+    """AMI event ``QueueSummary``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueSummary"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Available: int | None = None
+    Callers: int | None = None
+    HoldTime: int | None = None
+    LoggedIn: int | None = None
+    LongestHoldTime: int | None = None
+    Queue: str | None = None
+    TalkTime: int | None = None
+
+
+class QueueSummaryComplete(AmiEvent):
+    """AMI event ``QueueSummaryComplete``: no class; raised in apps/app_queue.c."""
+
+    event_name: ClassVar[str] = "QueueSummaryComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class RTCPReceived(ChannelSnapshot):
     """AMI event ``RTCPReceived``: class ``reporting``; since 12.0.0; raised in main/rtp_engine.c."""
 
     event_name: ClassVar[str] = "RTCPReceived"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SSRC: str | None = None
     PT: PTValue | str | None = None
     From: str | None = None
     RTT: str | None = None
-    ReportCount: str | None = None
+    ReportCount: int | None = None
     SentNTP: str | None = None
-    SentRTP: str | None = None
-    SentPackets: str | None = None
-    SentOctets: str | None = None
+    SentRTP: int | None = None
+    SentPackets: int | None = None
+    SentOctets: int | None = None
     ReportXSourceSSRC: str | None = None
     ReportXFractionLost: str | None = None
     ReportXCumulativeLost: str | None = None
@@ -3734,6 +4893,17 @@ class RTCPReceived(ChannelSnapshot):
     ReportXIAJitter: str | None = None
     ReportXLSR: str | None = None
     ReportXDLSR: str | None = None
+    DLSR: str | None = None
+    FractionLost: int | None = None
+    HighestSequence: int | None = None
+    IAJitter: int | None = None
+    LastSR: str | None = None
+    MES: str | None = None
+    PacketsLost: int | None = None
+    ReceptionReports: int | None = None
+    SenderSSRC: int | None = None
+    SequenceNumberCycles: int | None = None
+    To: str | None = None
 
 
 class RTCPSent(ChannelSnapshot):
@@ -3741,16 +4911,17 @@ class RTCPSent(ChannelSnapshot):
 
     event_name: ClassVar[str] = "RTCPSent"
     privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     SSRC: str | None = None
     PT: PTValue | str | None = None
     To: str | None = None
-    ReportCount: str | None = None
+    ReportCount: int | None = None
     SentNTP: str | None = None
-    SentRTP: str | None = None
-    SentPackets: str | None = None
-    SentOctets: str | None = None
+    SentRTP: int | None = None
+    SentPackets: int | None = None
+    SentOctets: int | None = None
     ReportXSourceSSRC: str | None = None
     ReportXFractionLost: str | None = None
     ReportXCumulativeLost: str | None = None
@@ -3759,6 +4930,15 @@ class RTCPSent(ChannelSnapshot):
     ReportXIAJitter: str | None = None
     ReportXLSR: str | None = None
     ReportXDLSR: str | None = None
+    CumulativeLoss: int | None = None
+    DLSR: str | None = None
+    FractionLost: int | None = None
+    From: str | None = None
+    IAJitter: str | None = None
+    MES: str | None = None
+    OurSSRC: int | None = None
+    RTT: str | None = None
+    TheirLastSR: int | None = None
 
 
 class ReceiveFAX(ChannelSnapshot):
@@ -3766,6 +4946,7 @@ class ReceiveFAX(ChannelSnapshot):
 
     event_name: ClassVar[str] = "ReceiveFAX"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     LocalStationID: str | None = None
@@ -3774,6 +4955,20 @@ class ReceiveFAX(ChannelSnapshot):
     Resolution: str | None = None
     TransferRate: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
+
+
+class RegistrationsComplete(AmiEvent):
+    """AMI event ``RegistrationsComplete``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "RegistrationsComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class Registry(AmiEvent):
@@ -3781,15 +4976,35 @@ class Registry(AmiEvent):
 
     event_name: ClassVar[str] = "Registry"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ChannelType: str | None = None
     Username: str | None = None
     Domain: str | None = None
     Status: RegistryStatusValue | str | None = None
-    Cause: int | None = Field(
+    Cause: str | None = Field(
         None, description="Cause code; for Hangup the Q.850 cause, whose text is in Cause-txt."
     )
+
+
+class RegistryEntry(AmiEvent):
+    """AMI event ``RegistryEntry``: no class; raised in channels/chan_iax2.c, channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "RegistryEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    DNSmanager: str | None = None
+    Domain: str | None = None
+    DomainPort: int | None = None
+    Host: str | None = None
+    Perceived: str | None = None
+    Port: int | None = None
+    Refresh: int | None = None
+    RegistrationTime: int | None = None
+    State: str | None = None
+    Username: str | None = None
 
 
 class Reload(AmiEvent):
@@ -3797,10 +5012,12 @@ class Reload(AmiEvent):
 
     event_name: ClassVar[str] = "Reload"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Module: str | None = None
     Status: ReloadStatusValue | str | None = None
+    Message: str | None = None
 
 
 class Rename(AmiEvent):
@@ -3808,7 +5025,12 @@ class Rename(AmiEvent):
 
     event_name: ClassVar[str] = "Rename"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
+
+    Channel: str | None = None
+    Newname: str | None = None
+    Uniqueid: str | None = None
 
 
 class RequestBadFormat(AmiEvent):
@@ -3889,11 +5111,49 @@ class ResourceListDetail(AmiEvent):
     ResourceDisplayName: str | None = None
 
 
+class ResourceListDetailComplete(AmiEvent):
+    """AMI event ``ResourceListDetailComplete``: no class; raised in res/res_pjsip_pubsub.c."""
+
+    event_name: ClassVar[str] = "ResourceListDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class SIPQualifyPeerDone(AmiEvent):
+    """AMI event ``SIPQualifyPeerDone``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SIPQualifyPeerDone"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Peer: str | None = None
+
+
+class SIPpeerstatusComplete(AmiEvent):
+    """AMI event ``SIPpeerstatusComplete``: no class; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SIPpeerstatusComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class SendFAX(ChannelSnapshot):
     """AMI event ``SendFAX``: class ``call``; since 12.0.0; raised in main/manager_channels.c."""
 
     event_name: ClassVar[str] = "SendFAX"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     LocalStationID: str | None = None
@@ -3902,6 +5162,7 @@ class SendFAX(ChannelSnapshot):
     Resolution: str | None = None
     TransferRate: str | None = None
     FileName: str | None = None
+    CallerID: str | None = None
 
 
 class SessionLimit(AmiEvent):
@@ -3923,11 +5184,41 @@ class SessionLimit(AmiEvent):
     SessionTV: str | None = None
 
 
+class SessionTimeout(AmiEvent):
+    """AMI event ``SessionTimeout``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "SessionTimeout"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    Source: str | None = None
+    Uniqueid: str | None = None
+
+
+class ShowDialPlanComplete(AmiEvent):
+    """AMI event ``ShowDialPlanComplete``: no class; raised in main/pbx.c."""
+
+    event_name: ClassVar[str] = "ShowDialPlanComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+    ListContexts: int | None = None
+    ListExtensions: int | None = None
+    ListPriorities: int | None = None
+
+
 class Shutdown(AmiEvent):
     """AMI event ``Shutdown``: class ``system``; since 12.0.0; raised in main/asterisk.c."""
 
     event_name: ClassVar[str] = "Shutdown"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Shutdown: ShutdownValue | str | None = None
@@ -3939,6 +5230,7 @@ class SoftHangupRequest(ChannelSnapshot):
 
     event_name: ClassVar[str] = "SoftHangupRequest"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Cause: int | None = Field(
@@ -3951,9 +5243,10 @@ class SpanAlarm(AmiEvent):
 
     event_name: ClassVar[str] = "SpanAlarm"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    Span: str | None = None
+    Span: int | None = None
     Alarm: str | None = None
 
 
@@ -3962,9 +5255,10 @@ class SpanAlarmClear(AmiEvent):
 
     event_name: ClassVar[str] = "SpanAlarmClear"
     privilege_class: ClassVar[str | None] = "system"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
-    Span: str | None = None
+    Span: int | None = None
 
 
 class Status(ChannelSnapshot):
@@ -3972,6 +5266,7 @@ class Status(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Status"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("18.26.0", "20.11.0", "21.6.0", "22.1.0")
     response_to: ClassVar[tuple[str, ...]] = ("Status",)
 
@@ -3988,9 +5283,14 @@ class Status(ChannelSnapshot):
     Readtrans: str | None = None
     Writeformat: str | None = None
     Writetrans: str | None = None
-    Callgroup: str | None = None
-    Pickupgroup: str | None = None
+    Callgroup: int | None = None
+    Pickupgroup: int | None = None
     Seconds: int | None = None
+    Account: str | None = None
+    Extension: str | None = Field(
+        None, description="Dialplan extension; a deprecated copy of Exten."
+    )
+    State: str | None = None
 
 
 class StatusComplete(AmiEvent):
@@ -4026,6 +5326,42 @@ class SuccessfulAuth(AmiEvent):
     UsingPassword: str | None = None
     Module: str | None = None
     SessionTV: str | None = None
+
+
+class TestEvent(AmiEvent):
+    """AMI event ``TestEvent``: class ``reporting``; raised in main/test.c."""
+
+    event_name: ClassVar[str] = "TestEvent"
+    privilege_class: ClassVar[str | None] = "reporting"
+    live_class: ClassVar[str | None] = "reporting"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AppFile: str | None = None
+    AppFunction: str | None = None
+    AppLine: int | None = None
+    Expression: str | None = None
+    State: str | None = None
+    Type: str | None = None
+
+
+class Transfer(AmiEvent):
+    """AMI event ``Transfer``: class ``call``; raised in channels/chan_sip.c."""
+
+    event_name: ClassVar[str] = "Transfer"
+    privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
+    since: ClassVar[tuple[str, ...]] = ()
+
+    Channel: str | None = None
+    SIP_Callid: str | None = Field(None, alias="SIP-Callid")
+    TargetChannel: str | None = None
+    TargetUniqueid: str | None = None
+    Transfer2Parking: str | None = None
+    TransferContext: str | None = None
+    TransferExten: str | None = None
+    TransferMethod: str | None = None
+    TransferType: str | None = None
+    Uniqueid: str | None = None
 
 
 class TransportDetail(AmiEvent):
@@ -4075,6 +5411,7 @@ class UnParkedCall(ParkeeChannelSnapshot, ParkerChannelSnapshot, RetrieverChanne
 
     event_name: ClassVar[str] = "UnParkedCall"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     ParkerDialString: str | None = None
@@ -4082,6 +5419,14 @@ class UnParkedCall(ParkeeChannelSnapshot, ParkerChannelSnapshot, RetrieverChanne
     ParkingSpace: int | None = None
     ParkingTimeout: int | None = None
     ParkingDuration: int | None = None
+    CallerIDName: str | None = None
+    CallerIDNum: str | None = None
+    Channel: str | None = None
+    ConnectedLineName: str | None = None
+    ConnectedLineNum: str | None = None
+    Exten: str | None = None
+    From: str | None = None
+    Uniqueid: str | None = None
 
 
 class UnexpectedAddress(AmiEvent):
@@ -4109,6 +5454,7 @@ class Unhold(ChannelSnapshot):
 
     event_name: ClassVar[str] = "Unhold"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
 
@@ -4128,6 +5474,7 @@ class UserEvent(ChannelSnapshot):
 
     event_name: ClassVar[str] = "UserEvent"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "user"
     since: ClassVar[tuple[str, ...]] = ("12.3.0",)
     payload_extras: ClassVar[bool] = True
 
@@ -4139,10 +5486,24 @@ class VarSet(ChannelSnapshot):
 
     event_name: ClassVar[str] = "VarSet"
     privilege_class: ClassVar[str | None] = "dialplan"
+    live_class: ClassVar[str | None] = "dialplan"
     since: ClassVar[tuple[str, ...]] = ("12.0.0",)
 
     Variable: str | None = None
     Value: str | None = None
+
+
+class VoicemailBoxDetailComplete(AmiEvent):
+    """AMI event ``VoicemailBoxDetailComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailBoxDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
 
 
 class VoicemailPasswordChange(AmiEvent):
@@ -4150,6 +5511,7 @@ class VoicemailPasswordChange(AmiEvent):
 
     event_name: ClassVar[str] = "VoicemailPasswordChange"
     privilege_class: ClassVar[str | None] = "user"
+    live_class: ClassVar[str | None] = "system"
     since: ClassVar[tuple[str, ...]] = ("18.21.0", "20.6.0", "21.1.0")
 
     Context: str | None = None
@@ -4157,15 +5519,83 @@ class VoicemailPasswordChange(AmiEvent):
     NewPassword: str | None = None
 
 
+class VoicemailUserDetailComplete(AmiEvent):
+    """AMI event ``VoicemailUserDetailComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserDetailComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
+class VoicemailUserEntry(AmiEvent):
+    """AMI event ``VoicemailUserEntry``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserEntry"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    AttachMessage: str | None = None
+    AttachmentFormat: str | None = None
+    CallOperator: str | None = None
+    Callback: str | None = None
+    CanReview: str | None = None
+    DeleteMessage: str | None = None
+    Dialout: str | None = None
+    Email: str | None = None
+    ExitContext: str | None = None
+    FromString: str | None = None
+    Fullname: str | None = None
+    IMAPFlags: str | None = None
+    IMAPPort: str | None = None
+    IMAPServer: str | None = None
+    IMAPUser: str | None = None
+    Language: str | None = None
+    MailCommand: str | None = None
+    MaxMessageCount: int | None = None
+    MaxMessageLength: int | None = None
+    NewMessageCount: int | None = None
+    OldMessageCount: int | None = None
+    Pager: str | None = None
+    SayCID: str | None = None
+    SayDurationMinimum: int | None = None
+    SayEnvelope: str | None = None
+    ServerEmail: str | None = None
+    TimeZone: str | None = None
+    UniqueID: str | None = None
+    VMContext: str | None = None
+    VoiceMailbox: str | None = None
+    VolumeGain: str | None = None
+
+
+class VoicemailUserEntryComplete(AmiEvent):
+    """AMI event ``VoicemailUserEntryComplete``: no class; raised in apps/app_voicemail.c."""
+
+    event_name: ClassVar[str] = "VoicemailUserEntryComplete"
+    privilege_class: ClassVar[str | None] = None
+    since: ClassVar[tuple[str, ...]] = ()
+
+    EventList: str | None = Field(
+        None, description="List marker: `Complete` on the event that ends a list response."
+    )
+    ListItems: int | None = Field(None, description="Number of items the list response held.")
+
+
 class Wink(ChannelSnapshot):
     """AMI event ``Wink``: class ``call``; since 16.24.0, 18.10.0, 19.2.0; raised in main/manager_channels.c."""
 
     event_name: ClassVar[str] = "Wink"
     privilege_class: ClassVar[str | None] = "call"
+    live_class: ClassVar[str | None] = "call"
     since: ClassVar[tuple[str, ...]] = ("16.24.0", "18.10.0", "19.2.0")
 
 
 MODELS: tuple[type[AmiEvent], ...] = (
+    AGIExec,
     AGIExecEnd,
     AGIExecStart,
     AOCD,
@@ -4185,6 +5615,7 @@ MODELS: tuple[type[AmiEvent], ...] = (
     AorDetail,
     AorList,
     AorListComplete,
+    AsyncAGI,
     AsyncAGIEnd,
     AsyncAGIExec,
     AsyncAGIStart,
@@ -4194,27 +5625,50 @@ MODELS: tuple[type[AmiEvent], ...] = (
     AuthListComplete,
     AuthMethodNotAllowed,
     BlindTransfer,
+    Bridge,
+    BridgeAction,
     BridgeCreate,
     BridgeDestroy,
     BridgeEnter,
+    BridgeExec,
     BridgeInfoChannel,
     BridgeInfoComplete,
     BridgeLeave,
+    BridgeListComplete,
+    BridgeListItem,
     BridgeMerge,
+    BridgeTechnologyListComplete,
+    BridgeTechnologyListItem,
     BridgeVideoSourceUpdate,
+    CCAvailable,
+    CCCallerRecalling,
+    CCCallerStartMonitoring,
+    CCCallerStopMonitoring,
+    CCFailure,
+    CCMonitorFailed,
+    CCOfferTimerStart,
+    CCRecallComplete,
+    CCRequestAcknowledged,
+    CCRequested,
     CEL,
     Cdr,
     ChallengeResponseFailed,
     ChallengeSent,
     ChanSpyStart,
     ChanSpyStop,
+    ChannelHungup,
     ChannelTalkingStart,
     ChannelTalkingStop,
+    ChannelUpdate,
+    ChannelsHungupListComplete,
+    CloseSession,
     ConfbridgeEnd,
     ConfbridgeJoin,
     ConfbridgeLeave,
     ConfbridgeList,
+    ConfbridgeListComplete,
     ConfbridgeListRooms,
+    ConfbridgeListRoomsComplete,
     ConfbridgeMute,
     ConfbridgeRecord,
     ConfbridgeStart,
@@ -4225,16 +5679,29 @@ MODELS: tuple[type[AmiEvent], ...] = (
     ContactListComplete,
     ContactStatus,
     ContactStatusDetail,
+    ContactStatusDetailComplete,
     CoreShowChannel,
+    CoreShowChannelMap,
     CoreShowChannelMapComplete,
     CoreShowChannelsComplete,
     DAHDIChannel,
+    DAHDIShowChannels,
+    DAHDIShowChannelsComplete,
+    DAHDIShowStatus,
+    DAHDIShowStatusComplete,
+    DBGetComplete,
+    DBGetResponse,
+    DBGetTreeComplete,
+    DBGetTreeResponse,
     DNDState,
+    DTMF,
     DTMFBegin,
     DTMFEnd,
     DeadlockStart,
+    DeviceEntry,
     DeviceStateChange,
     DeviceStateListComplete,
+    DevicelistComplete,
     DialBegin,
     DialEnd,
     DialState,
@@ -4260,10 +5727,20 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Hold,
     IdentifyDetail,
     InboundRegistrationDetail,
+    InboundRegistrationDetailComplete,
     InboundSubscriptionDetail,
+    InboundSubscriptionDetailComplete,
     InvalidAccountID,
     InvalidPassword,
     InvalidTransport,
+    JabberEvent,
+    JabberStatus,
+    JitterBufStats,
+    Join,
+    Leave,
+    LineEntry,
+    LinelistComplete,
+    ListDialplan,
     Load,
     LoadAverageLimit,
     LocalBridge,
@@ -4273,11 +5750,14 @@ MODELS: tuple[type[AmiEvent], ...] = (
     MCID,
     MWIGet,
     MWIGetComplete,
+    Masquerade,
     MeetmeEnd,
     MeetmeJoin,
     MeetmeLeave,
     MeetmeList,
+    MeetmeListComplete,
     MeetmeListRooms,
+    MeetmeListRoomsComplete,
     MeetmeMute,
     MeetmeTalkRequest,
     MeetmeTalking,
@@ -4287,23 +5767,38 @@ MODELS: tuple[type[AmiEvent], ...] = (
     MixMonitorMute,
     MixMonitorStart,
     MixMonitorStop,
+    MobileStatus,
+    ModuleLoadReport,
+    MonitorStart,
+    MonitorStop,
+    MusicOnHold,
     MusicOnHoldStart,
     MusicOnHoldStop,
     NewAccountCode,
     NewCallerid,
     NewConnectedLine,
     NewExten,
+    NewPeerAccount,
     Newchannel,
     Newstate,
     OriginateResponse,
     OutboundRegistrationDetail,
+    OutboundRegistrationDetailComplete,
     OutboundSubscriptionDetail,
+    OutboundSubscriptionDetailComplete,
     PJSIPMaintenanceStatus,
+    PJSIPMaintenanceStatusComplete,
+    PRIShowSpansComplete,
     ParkedCall,
     ParkedCallGiveUp,
     ParkedCallSwap,
     ParkedCallTimeOut,
+    ParkedCallsComplete,
+    Parkinglot,
+    ParkinglotsComplete,
+    PeerEntry,
     PeerStatus,
+    PeerlistComplete,
     Pickup,
     PresenceStateChange,
     PresenceStateListComplete,
@@ -4312,25 +5807,37 @@ MODELS: tuple[type[AmiEvent], ...] = (
     QueueCallerJoin,
     QueueCallerLeave,
     QueueEntry,
+    QueueMember,
     QueueMemberAdded,
     QueueMemberPause,
+    QueueMemberPaused,
     QueueMemberPenalty,
     QueueMemberRemoved,
     QueueMemberRinginuse,
     QueueMemberStatus,
     QueueParams,
+    QueueStatusComplete,
+    QueueSummary,
+    QueueSummaryComplete,
     RTCPReceived,
     RTCPSent,
     ReceiveFAX,
+    RegistrationsComplete,
     Registry,
+    RegistryEntry,
     Reload,
     Rename,
     RequestBadFormat,
     RequestNotAllowed,
     RequestNotSupported,
     ResourceListDetail,
+    ResourceListDetailComplete,
+    SIPQualifyPeerDone,
+    SIPpeerstatusComplete,
     SendFAX,
     SessionLimit,
+    SessionTimeout,
+    ShowDialPlanComplete,
     Shutdown,
     SoftHangupRequest,
     SpanAlarm,
@@ -4338,6 +5845,8 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Status,
     StatusComplete,
     SuccessfulAuth,
+    TestEvent,
+    Transfer,
     TransportDetail,
     UnParkedCall,
     UnexpectedAddress,
@@ -4345,6 +5854,10 @@ MODELS: tuple[type[AmiEvent], ...] = (
     Unload,
     UserEvent,
     VarSet,
+    VoicemailBoxDetailComplete,
     VoicemailPasswordChange,
+    VoicemailUserDetailComplete,
+    VoicemailUserEntry,
+    VoicemailUserEntryComplete,
     Wink,
 )

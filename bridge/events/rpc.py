@@ -48,7 +48,7 @@ from bridge.ami.errors import LocalProtocolError
 from bridge.ami.protocol import CommandOutput, Header, Message, serialize
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.headers import add_value, replace_surrogates
-from bridge.events.schema import JSON_SCHEMA_DIALECT, model_schema
+from bridge.events.schema import JSON_SCHEMA_DIALECT, contract_comment, model_schema
 
 __all__ = [
     "ACTION_PATTERN",
@@ -296,7 +296,7 @@ def _rpc_schema(model: type[BaseModel], name: str, title: str, text: str) -> dic
     schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:rpc:{name}"
     schema["title"] = title
     schema["description"] = text
-    schema["x-contract-version"] = SCHEMA_VERSION
+    schema["$comment"] = contract_comment()
     return schema
 
 

@@ -12,8 +12,9 @@ carries (dropped), and the ``event`` name.  Event names match without regard to 
 on the wire, so an event's schema matches its name with a case-folding character-class
 pattern (``^[Nn][Ee][Ww]...$``) that every JSON Schema dialect reads the same way.
 
-Each schema is self-contained (its models under ``$defs``), carries the contract
-version as ``x-contract-version``, pins the major version in the ``schema_version``
+Each schema is self-contained (its models under ``$defs``), names the contract version
+in ``$comment`` (standard keywords only: strict validators such as ajv reject unknown
+ones), pins the major version in the ``schema_version``
 pattern, and has a URN ``$id`` (``urn:ami-bridge:schema:1:event:Newchannel``) so no
 host is needed.  Where each schema is written is :mod:`bridge.events.contract`'s job.
 """
@@ -34,11 +35,14 @@ from bridge.events.status import STATUS_FIELDS, StatusMessage
 
 __all__ = [
     "JSON_SCHEMA_DIALECT",
+    "absent_not_null",
     "case_insensitive_pattern",
+    "contract_comment",
     "envelope_schema",
     "event_schema",
     "generic_schema",
     "invalid_schema",
+    "model_schema",
     "status_schema",
 ]
 
@@ -61,6 +65,11 @@ class _ContractSchemaGenerator(GenerateJsonSchema):
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
+
+
+def contract_comment() -> str:
+    """The ``$comment`` of every published schema: the contract version it describes."""
+    return f"ami-bridge contract {SCHEMA_VERSION}"
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -94,9 +103,9 @@ def _with_contract(schema: dict[str, Any], id_suffix: str, title: str, text: str
     schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:{id_suffix}"
     schema["title"] = title
     schema["description"] = text
-    schema["x-contract-version"] = SCHEMA_VERSION
+    schema["$comment"] = contract_comment()
     schema["properties"]["schema_version"]["pattern"] = rf"^{_MAJOR}\.\d+\.\d+$"
-    _absent_not_null(schema)
+    absent_not_null(schema)
 
 
 def _not_null(prop: dict[str, Any]) -> None:
@@ -121,7 +130,7 @@ def _require(schema: dict[str, Any], *keys: str) -> None:
             schema["required"].append(key)
 
 
-def _absent_not_null(schema: dict[str, Any]) -> None:
+def absent_not_null(schema: dict[str, Any]) -> None:
     """Optional keys are left out of a message, never sent as ``null``: say so.
 
     pydantic describes an optional field (``str | None = None``) as "string or null";
@@ -221,7 +230,6 @@ def event_schema(model: type[AmiEvent]) -> dict[str, Any]:
     event = schema["properties"]["event"]
     event["pattern"] = case_insensitive_pattern(name)
     event["description"] = f"The event name as sent: {name} in any case."
-    schema["x-ami-event"] = name
     _with_contract(
         schema,
         f"event:{name}",

@@ -18,6 +18,13 @@ or an :class:`InvalidRecord`, and nothing of the message is dropped either way.
 5. Open-enum values the docs do not list are reported in ``unlisted_values``; unknown
    headers are reported as ``drift`` (unless they are the event's payload).
 
+A valid event from a real Asterisk never becomes invalid because a field holds a value
+the model did not foresee: when a field's value does not parse as its type (text in an
+integer field), the field is left out of the typed fields, its text is kept with the
+unknown headers (``extra``), it is named in ``mistyped`` and counted as drift.  Only a
+*required* field that does not parse, or one that is missing, makes a message invalid:
+the model's reason to exist is gone.
+
 A message flagged ``invalid_utf8`` is validated with U+FFFD in place of each bad byte
 and carries the exact bytes of every header in ``raw_base64``.
 """
@@ -89,6 +96,8 @@ class Validated(NamedTuple):
     unlisted_values: tuple[str, ...] = ()
     #: Exact bytes of each header as base64 (key, value), for invalid UTF-8 only.
     raw_base64: tuple[tuple[str, str], ...] | None = None
+    #: Known fields whose value did not parse as their type (kept as text in ``extra``).
+    mistyped: tuple[str, ...] = ()
 
     @property
     def is_generic(self) -> bool:
@@ -97,10 +106,13 @@ class Validated(NamedTuple):
 
     @property
     def drift(self) -> tuple[str, ...]:
-        """Names of headers the model does not know (not counting its payload)."""
+        """Names of headers that did not fit the model: unknown ones (not counting an
+        event's payload) and mistyped ones."""
         left = self.leftovers
-        if left is None or not left.extra or self.model.payload_extras:
+        if left is None or not left.extra:
             return ()
+        if self.model.payload_extras:
+            return self.mistyped
         return tuple(left.extra)
 
     @property
@@ -185,7 +197,16 @@ def _validate(
         else:
             model = fmap.validate(data)
     except ValidationError as exc:
-        return InvalidRecord(name, privileges, timestamp, headers, _errors(exc), raw_base64)
+        mistyped = _mistyped_fields(exc, fmap, data)
+        if not mistyped:
+            return InvalidRecord(name, privileges, timestamp, headers, _errors(exc), raw_base64)
+        texts = {alias: data.pop(alias) for alias in mistyped}
+        if left is None:
+            left = Leftovers()
+        model = fmap.validate({**data, **left.extra})
+        left.extra.update(texts)
+    else:
+        mistyped = ()
     values = model.__dict__
     for alias, attribute in fmap.int_fields:
         if alias in data:
@@ -196,7 +217,28 @@ def _validate(
         # An empty value means "not set", not an undocumented value.
         if value and value not in documented:
             unlisted += (alias,)
-    return Validated(model, name, privileges, timestamp, data, headers, left, unlisted, raw_base64)
+    return Validated(
+        model, name, privileges, timestamp, data, headers, left, unlisted, raw_base64, mistyped
+    )
+
+
+def _mistyped_fields(
+    exc: ValidationError, fmap: FieldMap, data: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The optional fields whose value failed to parse, when those are all the errors.
+
+    Empty when any error is of another sort (a required field missing or mistyped), so
+    the message is invalid as before.
+    """
+    names: list[str] = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = error["loc"]
+        alias = loc[0] if loc else None
+        if error["type"] == "missing" or alias not in data or alias in fmap.required:
+            return ()
+        if alias not in names:
+            names.append(str(alias))
+    return tuple(names)
 
 
 def _errors(exc: ValidationError) -> tuple[FieldError, ...]:

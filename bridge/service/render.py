@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from bridge.events.amqp_headers import amqp_headers
 from bridge.events.envelope import SCHEMA_VERSION, encode, format_received_at, message_id
 from bridge.events.validation import (
     FieldError,
@@ -138,17 +139,23 @@ class Renderer:
             if redactor is not None:
                 malformed = redactor.malformed(malformed)
             result = invalid_from_malformed(malformed)
-        name = result.name[:_MAX_NAME] or _NAMELESS
+        # The headers and the AMQP type repeat the body's name ("" for a nameless
+        # message); only the routing key needs a segment, and says "malformed".
+        name = result.name[:_MAX_NAME]
         key = None
         if type(result) is Validated:
             klass = event_class(result.privilege)
-            key = self.router.event_key(name, klass)
+            if klass == "none" and record.snapshot and result.model.live_class:
+                # A list item that is also a live event (DeviceStateChange, sent by
+                # DeviceStateList without a Privilege header) routes where the live one does.
+                klass = result.model.live_class
+            key = self.router.event_key(name or _NAMELESS, klass)
             drift = result.drift
             if not _fits(key):
                 result = _invalid(result, f"routing key longer than {_MAX_KEY} bytes")
                 key = None
         if key is None:
-            klass, key, drift = "invalid", self._invalid_key(name), ()
+            klass, key, drift = "invalid", self._invalid_key(name or _NAMELESS), ()
         body = encode(
             result,
             server=self.server,
@@ -180,7 +187,7 @@ class Renderer:
             seq=record.seq,
             received_at=record.received_at,
         )
-        message = self._message(record, self._invalid_key(_NAMELESS), body, _NAMELESS, [])
+        message = self._message(record, self._invalid_key(_NAMELESS), body, "", [])
         return Rendered(message, "invalid", False)
 
     def _invalid_key(self, name: str) -> str:
@@ -213,15 +220,11 @@ class Renderer:
         )
 
     def _headers(self, event: str, privilege: list[str], record: Record) -> dict[str, HeaderValue]:
-        headers: dict[str, HeaderValue] = {
-            "event": event,
-            "server": self.server,
-            "privilege": privilege,
-            "epoch": record.epoch,
-            "seq": record.seq,
-            "schema_version": SCHEMA_VERSION,
-        }
-        if record.snapshot:
-            # An AMQP boolean, so a headers exchange can bind on x-match snapshot=true.
-            headers["snapshot"] = True
-        return headers
+        return amqp_headers(
+            event=event,
+            server=self.server,
+            privilege=privilege,
+            epoch=record.epoch,
+            seq=record.seq,
+            snapshot=record.snapshot,
+        )

@@ -93,6 +93,17 @@ def server_keys(server_ids: Iterable[str]) -> dict[str, str]:
     return {escape_segment(server_id): server_id for server_id in server_ids}
 
 
+def _body_action(body: bytes) -> str | None:
+    """The action as the body spells it, when the body is readable: every reply names
+    the action as the client wrote it, not the lower-cased routing-key segment."""
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    try:
+        return ActionRequest.model_validate_json(body).action
+    except ValidationError:
+        return None
+
+
 def admit(
     routing_key: str, body: bytes, *, servers: Mapping[str, str], policy: ActionPolicy
 ) -> Admitted | ActionReply:
@@ -113,7 +124,7 @@ def admit(
             ErrorCode.UNKNOWN_SERVER,
             f"no bridge on this exchange serves server {segments[0]!r}",
             server=segments[0],
-            action=key_action,
+            action=_body_action(body) or key_action,
         )
     if len(body) > MAX_BODY_BYTES:
         return ActionReply.failure(

@@ -53,7 +53,10 @@ def expected_routing_key(body: Body) -> str:
     if body["kind"] == "invalid":
         return f"{server}.invalid.{(event or 'malformed').lower()}"
     klass = next((p for p in body["privilege"] if p and p != "all"), "none")
-    return f"{server}.{klass}.{event.lower()}"
+    model = model_for(event)
+    if klass == "none" and body.get("snapshot") and model is not None and model.live_class:
+        klass = model.live_class  # a list item routes where its live event does
+    return f"{server}.{klass}.{(event or 'malformed').lower()}"
 
 
 def _received_at(body: Body) -> float:
@@ -67,15 +70,15 @@ def check_delivery(message: AbstractIncomingMessage) -> Body:
     validate_body(body)
     assert message.routing_key == expected_routing_key(body)
     assert message.message_id == body["id"] == f"{body['server']}:{body['epoch']}:{body['seq']}"
-    # A message without an event name travels as "malformed".
-    assert message.type == (body["event"] or "malformed")
+    # The AMQP type and headers repeat the body's name, "" for a nameless message.
+    assert (message.type or "") == body["event"]
     assert message.delivery_mode == DeliveryMode.PERSISTENT
     assert message.content_type == "application/json"
     assert message.app_id == "ami-bridge"
     assert message.timestamp is not None
     assert abs(message.timestamp.timestamp() - _received_at(body)) < 1.0
     headers = message.headers
-    assert headers["event"] == (body["event"] or "malformed")
+    assert headers["event"] == body["event"]
     assert headers["server"] == body["server"]
     assert headers["epoch"] == body["epoch"]
     assert headers["seq"] == body["seq"]

@@ -72,14 +72,15 @@ def test_a_snapshot_item_renders_with_the_flag_in_its_body_and_headers() -> None
 
 
 def test_an_invalid_snapshot_item_is_flagged_too() -> None:
-    broken = parse_event("Event: CoreShowChannel\nActionID: amib-3\nChannelState: six")
+    # Hangup cannot lack its Cause (a mistyped optional field would still be an event).
+    broken = parse_event("Event: Hangup\nActionID: amib-3\nChannel: PJSIP/a-1")
     rendered = Renderer(Router("pbx1")).render(
         decode(encode_event(9, 6, RECEIVED_AT, broken, snapshot=True))
     )
     body = orjson.loads(rendered.message.body)
     validate_body(body)
     assert (body["kind"], body["snapshot"]) == ("invalid", True)
-    assert rendered.message.routing_key == "pbx1.invalid.coreshowchannel"
+    assert rendered.message.routing_key == "pbx1.invalid.hangup"
     assert rendered.message.headers["snapshot"] is True
 
 
@@ -119,3 +120,37 @@ def test_an_event_whose_routing_key_would_be_too_long_goes_to_the_invalid_route(
     out: list[bytes] = []
     PublishEncoder(1, "ami.events", 4096).encode(rendered.message, out)  # does not raise
     assert out
+
+
+def test_a_snapshot_item_routes_by_the_class_its_live_event_has() -> None:
+    renderer = Renderer(Router("pbx1"))
+    # DeviceStateList answers with DeviceStateChange items that carry no Privilege.
+    item = parse_event(
+        "Event: DeviceStateChange\nActionID: amib-4\nDevice: PJSIP/101\nState: INUSE"
+    )
+    live = parse_event(
+        "Event: DeviceStateChange\nPrivilege: call,all\nDevice: PJSIP/101\nState: INUSE"
+    )
+    snap = renderer.render(decode(encode_event(9, 7, RECEIVED_AT, item, snapshot=True)))
+    read_live = renderer.render(decode(encode_event(9, 8, RECEIVED_AT, live)))
+
+    assert snap.message.routing_key == read_live.message.routing_key
+    assert snap.message.routing_key == "pbx1.call.devicestatechange"
+    # The same item outside a resync (an action's reply) keeps the "none" class.
+    reply = renderer.render(decode(encode_event(9, 9, RECEIVED_AT, item)))
+    assert reply.message.routing_key == "pbx1.none.devicestatechange"
+    # List items that are never sent live stay under "none" as snapshots too.
+    channel = renderer.render(
+        decode(encode_event(9, 10, RECEIVED_AT, CORE_SHOW_CHANNEL, snapshot=True))
+    )
+    assert channel.message.routing_key == "pbx1.none.coreshowchannel"
+
+
+def test_a_nameless_message_has_the_same_empty_name_in_its_headers_and_body() -> None:
+    nameless = parse_event("Event: \nChannel: PJSIP/1-01")
+    rendered = Renderer(Router("pbx1")).render(decode(encode_event(9, 11, RECEIVED_AT, nameless)))
+    body = orjson.loads(rendered.message.body)
+
+    assert body["event"] == rendered.message.headers["event"] == rendered.message.event == ""
+    # Only the routing key needs a segment for it.
+    assert rendered.message.routing_key.endswith(".malformed")

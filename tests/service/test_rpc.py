@@ -100,6 +100,14 @@ def test_an_unknown_server_is_refused_with_its_name() -> None:
     assert "'pbx9'" in reply["error"]["message"]
 
 
+def test_an_unknown_server_reply_names_the_action_as_the_body_spells_it() -> None:
+    # Like every other reply: the body's spelling, not the lower-cased key segment.
+    assert refused("pbx9.ping", body({"action": "Ping"}))["action"] == "Ping"
+    assert refused("pbx9", body({"action": "QueueStatus"}))["action"] == "QueueStatus"
+    # Without a readable body, the key's segment is all there is.
+    assert refused("pbx9.ping", b"{not json")["action"] == "ping"
+
+
 @pytest.mark.parametrize("key", ["pbx1.ping.now", "pbx1.", ".ping", ""])
 def test_a_routing_key_of_another_shape_is_malformed(key: str) -> None:
     reply = refused(key, body({"action": "Ping"}))
