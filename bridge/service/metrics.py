@@ -30,6 +30,11 @@ class Metrics:
         self.broker_connected = Gauge(
             "ami_bridge_broker_connected", "1 while connected to RabbitMQ", registry=r
         )
+        self.broker_blocked = Gauge(
+            "ami_bridge_broker_blocked",
+            "1 while the broker blocks publishing (a memory or disk alarm)",
+            registry=r,
+        )
         self.events_read = Counter(
             "ami_bridge_events_read", "AMI events read", ["server", "event", "class"], registry=r
         )
