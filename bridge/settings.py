@@ -247,6 +247,11 @@ class Settings(BaseSettings):
     exchange: str = Field(
         DEFAULT_EXCHANGE, min_length=1, description="Topic exchange to publish to."
     )
+    unrouted_queue_type: Literal["classic", "quorum"] = Field(
+        "classic",
+        description="Type of the queue <exchange>.unrouted when the bridge creates it: quorum "
+        "survives a cluster node (an existing queue keeps its type).",
+    )
     routing_key: str = Field(
         "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
     )

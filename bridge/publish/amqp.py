@@ -51,7 +51,12 @@ from bridge.publish.amqp_frames import APP_ID, PublishEncoder
 from bridge.publish.broker import BrokerUnavailable, TlsOptions, describe_failure, mask_url
 from bridge.publish.connection import broker_failure, node_name, open_connection
 from bridge.publish.message import OutgoingMessage
-from bridge.publish.topology import DEFAULT_EXCHANGE, TopologyConflict, declare_topology
+from bridge.publish.topology import (
+    DEFAULT_EXCHANGE,
+    TopologyConflict,
+    UnroutedQueueDown,
+    declare_topology,
+)
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -67,6 +72,12 @@ DEFAULT_WINDOW = 1000
 _WATCH_INTERVAL = 1.0
 #: Seconds a dropped connection may take to close before it is abandoned.
 _CLOSE_GRACE = 2.0
+#: A connection whose every publish is nacked this long (at least _NACK_STREAK_MIN of
+#: them, none confirmed) is dropped for the next node.  RabbitMQ 3.10 channels that
+#: published to a quorum queue whose leader died keep nacking even after a new leader is
+#: elected; a new channel works.
+_NACK_STREAK_SECONDS = 2.0
+_NACK_STREAK_MIN = 50
 
 T = TypeVar("T")
 
@@ -123,6 +134,7 @@ class AmqpPublisher(Generic[T]):
         heartbeat: int = 60,
         confirm_timeout: float = 15.0,
         on_alarm: Callable[[str | None], None] | None = None,
+        unrouted_queue_type: str = "classic",
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -132,10 +144,13 @@ class AmqpPublisher(Generic[T]):
         self._heartbeat = heartbeat
         self.confirm_timeout = confirm_timeout
         self._on_alarm = on_alarm
+        self.unrouted_queue_type = unrouted_queue_type
         #: The broker's reason while it blocks publishing (a resource alarm), else None.
         self.blocked: str | None = None
         self._blocked_at = 0.0
         self._proven = asyncio.Event()
+        self._nack_streak = 0
+        self._nack_streak_since = 0.0
         self.exchange = exchange
         self.window = window
         self.confirmed = self.nacked = self.returned = self.failed = 0
@@ -199,8 +214,8 @@ class AmqpPublisher(Generic[T]):
             alarms=self,
         )
         try:
+            await self._declare(connection)
             channel = await connection.channel(publisher_confirms=True)
-            await declare_topology(channel, self.exchange)
             raw = await channel.get_underlay_channel()
         except TopologyConflict:
             await _close_quietly(connection)
@@ -223,6 +238,19 @@ class AmqpPublisher(Generic[T]):
         self._lost.clear()
         log.info("connected to broker %s, exchange %r", node_name(self._url), self.exchange)
 
+    async def _declare(self, connection: AbstractConnection) -> None:
+        """Declare the topology on a channel of its own (a refusal closes the channel)."""
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await declare_topology(
+                channel, self.exchange, unrouted_queue_type=self.unrouted_queue_type
+            )
+        except UnroutedQueueDown as e:
+            log.warning("%s; publishing anyway, unrouted messages wait for that node", e)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
     async def wait_proven(self) -> None:
         """Return once the current connection had a publish confirmed."""
         await self._proven.wait()
@@ -238,7 +266,7 @@ class AmqpPublisher(Generic[T]):
         if link is None:
             raise BrokerUnavailable(f"not connected to {mask_url(self._url)}")
         try:
-            await declare_topology(link.channel, self.exchange)
+            await self._declare(link.connection)
         except _BROKER_FAILURES as e:
             raise broker_failure(e, link.url, f"declaring exchange {self.exchange!r}") from None
         log.info("declared the topology of exchange %r again", self.exchange)
@@ -288,8 +316,7 @@ class AmqpPublisher(Generic[T]):
             if first is not None and now - since > self.confirm_timeout:
                 reason = f"no confirm for {now - since:.0f} s (a hung broker?)"
                 log.warning("connection to broker %s dropped: %s", node_name(link.url), reason)
-                self._drop(link, f"connection dropped: {reason}")
-                self._close_later(link)
+                self._drop_and_close(link, reason)
                 return
 
     async def wait_connection_lost(self) -> None:
@@ -361,6 +388,8 @@ class AmqpPublisher(Generic[T]):
     def _on_confirmation(self, link: _Link, tag: int, future: asyncio.Future[Any]) -> None:
         entry = self._in_flight.pop(tag, None)
         if entry is None:  # already reported as failed when the connection dropped
+            if not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log it as lost
             return
         token, message = entry
         ids: dict[str, int] = link.raw.message_id_delivery_tag  # type: ignore[attr-defined]
@@ -388,9 +417,11 @@ class AmqpPublisher(Generic[T]):
         outcome = result.outcome
         if outcome is Outcome.CONFIRMED:
             self.confirmed += 1
+            self._nack_streak = 0
             self._proven.set()
         elif outcome is Outcome.NACKED:
             self.nacked += 1
+            self._note_nack()
         elif outcome is Outcome.RETURNED:
             self.returned += 1
         else:
@@ -399,6 +430,28 @@ class AmqpPublisher(Generic[T]):
         self._results_ready.set()
         if not self._in_flight:
             self._settled.set()
+
+    def _note_nack(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._nack_streak == 0:
+            self._nack_streak_since = now
+        self._nack_streak += 1
+        link = self._link
+        if (
+            link is not None
+            and self._nack_streak >= _NACK_STREAK_MIN
+            and now - self._nack_streak_since >= _NACK_STREAK_SECONDS
+        ):
+            self._nack_streak = 0
+            reason = f"every publish nacked for {now - self._nack_streak_since:.1f} s"
+            log.warning("connection to broker %s dropped: %s", node_name(link.url), reason)
+            # Not from inside this confirmation callback: _drop settles every other one.
+            asyncio.get_running_loop().call_soon(self._drop_and_close, link, reason)
+
+    def _drop_and_close(self, link: _Link, reason: str) -> None:
+        if self._link is link:
+            self._drop(link, f"connection dropped: {reason}")
+            self._close_later(link)
 
     def _on_closed(self, link: _Link, _sender: object, error: BaseException | None) -> None:
         if self._link is not link:

@@ -60,6 +60,7 @@ class BridgeApp:
             heartbeat=settings.amqp_heartbeat,
             confirm_timeout=settings.amqp_confirm_timeout,
             on_alarm=self._on_alarm,
+            unrouted_queue_type=settings.unrouted_queue_type,
         )
         servers = settings.resolved_servers()
         for server in servers:

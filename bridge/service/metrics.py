@@ -58,13 +58,20 @@ class Metrics:
         )
         self.publish_nacked = Counter(
             "ami_bridge_publish_nacked",
-            "Publishes the broker nacked (published again from the journal)",
+            "Publishes the broker nacked (each published again a few times)",
             ["server", "event", "class"],
             registry=r,
         )
         self.publish_returned = Counter(
             "ami_bridge_publish_returned",
-            "Publishes the broker returned (published again from the journal)",
+            "Publishes the broker returned (each published again a few times)",
+            ["server", "event", "class"],
+            registry=r,
+        )
+        self.publish_refused = Counter(
+            "ami_bridge_publish_refused",
+            "Messages retired after the broker refused every retry "
+            "(announced on {server}.bridge.refused)",
             ["server", "event", "class"],
             registry=r,
         )
