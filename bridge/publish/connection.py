@@ -21,8 +21,9 @@ virtual host, a permission), :class:`~bridge.publish.broker.BrokerUnavailable` w
 could not be used at all.  :func:`broker_failure` does the same for errors raised later,
 while declaring or consuming.
 
-aiormq also logs some of these events itself (an ERROR per refused TCP connection, a
-WARNING per blocked frame); the bridge logs them with the node's name instead, so those
+aiormq also logs some of these events itself (an ERROR per refused TCP connection or
+broker-closed connection, a traceback per lost one, a WARNING per blocked frame); the
+bridge logs each of them once with the node's name and the reason instead, so those
 library lines are filtered out (:class:`_Restated`).
 """
 
@@ -224,6 +225,10 @@ class _Restated(logging.Filter):
         "error when creating transport",
         "Connection %r was blocked",
         "Connection %r was unblocked",
+        # A lost connection: the publisher logs it with the node and the reason.
+        "Unexpected connection close from remote",
+        "Cancelling cause reader exited abnormally",
+        "Server connection %r was stuck.",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
