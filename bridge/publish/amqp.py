@@ -297,7 +297,7 @@ class AmqpPublisher(Generic[T]):
         self.blocked = None
         if cleared:
             took = asyncio.get_running_loop().time() - self._blocked_at
-            log.warning("broker %s unblocked publishing after %.1f s", node_name(self._url), took)
+            log.info("broker %s unblocked publishing after %.1f s", node_name(self._url), took)
         if self._on_alarm is not None:
             self._on_alarm(None)
 
