@@ -37,11 +37,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aio_pika
-from e2e import Phase, bridge_phase
+from e2e import Phase, bridge_phase, delete_topology
 
 from bridge.ami.simulator import AmiSimulator
 from bridge.cli.run import new_event_loop, quiet_gc
-from bridge.publish.topology import declare_topology, unrouted_name
+from bridge.publish.topology import declare_topology
 from bridge.service.app import BridgeApp
 from bridge.settings import load_settings
 
@@ -93,11 +93,7 @@ async def _delete_topology(urls: list[str], exchange: str) -> None:
         with contextlib.suppress(Exception):
             connection = await aio_pika.connect(url, timeout=5)
             try:
-                channel = await connection.channel()
-                for name in (f"{exchange}.queue", unrouted_name(exchange)):
-                    await channel.queue_delete(name)
-                for name in (exchange, unrouted_name(exchange)):
-                    await channel.exchange_delete(name)
+                await delete_topology(await connection.channel(), exchange)
             finally:
                 await connection.close()
             return

@@ -54,6 +54,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import AbstractChannel
 from amqp_ceiling import bridge_publisher, plain_aio_pika
 
 from bridge.ami.client import StreamItem
@@ -236,12 +237,17 @@ async def bridge_phase(
                     nodes or [url], exchange, Path(journal), rate, duration, seed, queue_type
                 )
         finally:
-            for name in (f"{exchange}.queue", unrouted_name(exchange)):
-                await channel.queue_delete(name)
-            for name in (exchange, unrouted_name(exchange)):
-                await channel.exchange_delete(name)
+            await delete_topology(channel, exchange)
     finally:
         await connection.close()
+
+
+async def delete_topology(channel: AbstractChannel, exchange: str) -> None:
+    """Delete the queue, the unrouted queue and both exchanges of a bench run."""
+    for name in (f"{exchange}.queue", unrouted_name(exchange)):
+        await channel.queue_delete(name)
+    for name in (exchange, unrouted_name(exchange)):
+        await channel.exchange_delete(name)
 
 
 async def _run_bridge(
