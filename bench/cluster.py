@@ -55,7 +55,10 @@ SERVER = "pbx1"
 
 def _line(name: str, phase: Phase) -> str:
     p = phase.probe
-    return f"{name}: {p.rate:,.0f} events/s end to end ({len(p.latencies):,} confirmed)"
+    return (
+        f"{name}: {p.rate:,.0f} events/s end to end ({len(p.latencies):,} confirmed, "
+        f"journal peak {phase.peak_depth:,})"
+    )
 
 
 async def throughput(args: argparse.Namespace, cluster: RabbitCluster) -> dict[str, float]:
@@ -174,7 +177,8 @@ async def failover(args: argparse.Namespace, cluster: RabbitCluster) -> dict[str
     first = cluster.nodes[0]
     with tempfile.TemporaryDirectory(prefix="ami-bridge-bench-") as journal:
         async with TcpProxy("127.0.0.1", first.port) as proxy:
-            for kind, label in (("cut", "reset cut"), ("kill", "node kill"), ("hung", "hung")):
+            kinds = (("cut", "reset cut"), ("kill", "node kill"), ("hung", "hung broker"))
+            for kind, label in kinds:
                 times: list[float] = []
                 for _ in range(args.trials):
                     trial: Awaitable[float] = failover_trial(

@@ -184,23 +184,21 @@ class RpcServer:
                 )
                 if connection is None:
                     return
+                why = ""
                 try:
                     await self._serve(connection)
-                except BrokerError as exc:  # failed while declaring or consuming
-                    self._failover.lost()
-                    log.warning("action requests: %s", exc)
+                except BrokerError as exc:  # refused or failed while declaring or consuming
+                    why = str(exc)
                 finally:
                     self._channel = None
                     with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
                         async with asyncio.timeout(2.0):
                             await connection.close()
-                if self._lost.is_set() and not self._stop.is_set():
+                if self._lost.is_set() and not why:
+                    why = f"connection to broker {node_name(self._url)} lost: {self._lost_reason}"
+                if why and not self._stop.is_set():
                     self._failover.lost()
-                    log.warning(
-                        "action requests: connection to broker %s lost: %s",
-                        node_name(self._url),
-                        self._lost_reason,
-                    )
+                    log.warning("action requests: %s; reconnecting", why)
         except (TopologyConflict, OSError, ssl.SSLError) as exc:
             log.error("action requests are off: %s", exc)
         finally:

@@ -7,9 +7,12 @@ permissions can be given and taken away without touching any other broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 from pathlib import Path
+
+import pytest
 
 from bridge.ami.simulator import AmiSimulator
 from bridge.cli.exit_codes import ExitCode
@@ -20,8 +23,10 @@ from tests.integration.harness import (
     SECRET,
     BridgeProcess,
     Consumer,
+    bridge_settings,
     broker_address,
     run_args,
+    running_bridge,
     via_proxy,
     wait_for,
 )
@@ -181,3 +186,37 @@ async def test_permission_revoked_mid_run_is_retried_and_nothing_is_lost(
                 )
             bridge.send_signal(signal.SIGTERM)
             assert await bridge.wait(20) == 0
+
+
+async def test_actions_refused_keep_readyz_unready_and_events_flowing(
+    rabbit_node: RabbitNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user allowed only the event exchange: the actions consumer retries with backoff,
+    one line each time, and /readyz says so while events flow."""
+    allowed = r"^(ami\.events.*|amq\.gen-.*)$"
+    caplog.set_level(logging.WARNING, logger="bridge")
+    async with (
+        account(rabbit_node, configure=allowed, write=allowed, read=allowed) as user,
+        AmiSimulator(port=0, secret=SECRET, rate=50, seed=7) as pbx,
+        Consumer.bound(user.url, EXCHANGE, "ami.events.test") as consumer,
+    ):
+        settings = bridge_settings(
+            {SERVER: pbx.port},
+            amqp=user.url,
+            exchange=EXCHANGE,
+            journal_dir=tmp_path,
+            rpc_exchange="ami.actions",
+            amqp_reconnect_cap=1.0,
+        )
+        async with running_bridge(settings) as app:
+            await pbx.wait_for_sessions(1, 10)
+            await consumer.wait_until(lambda b: len(b) > 20, 10, "events flowing")
+            await wait_for(
+                lambda: sum("action requests:" in r.getMessage() for r in caplog.records) >= 2,
+                15,
+                "two refused attempts",
+            )
+            assert app.readiness() == (False, "action requests not consumed yet")
+    refused = [r.getMessage() for r in caplog.records if "action requests:" in r.getMessage()]
+    assert all("ACCESS_REFUSED" in line and "ami.actions" in line for line in refused), refused
+    assert not any(r.exc_info for r in caplog.records)
