@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/amqp_ceiling.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/cluster.py
 
 schemas: $(STAMP)
 	$(BIN)/ami-bridge schemas

@@ -54,6 +54,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import AbstractChannel
 from amqp_ceiling import bridge_publisher, plain_aio_pika
 
 from bridge.ami.client import StreamItem
@@ -206,36 +207,65 @@ class Phase:
     drain_s: float
 
 
-async def bridge_phase(url: str, rate: float, duration: float, seed: int) -> Phase:
-    """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed."""
+async def bridge_phase(
+    url: str,
+    rate: float,
+    duration: float,
+    seed: int,
+    *,
+    nodes: list[str] | None = None,
+    quorum: bool = False,
+) -> Phase:
+    """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed.
+
+    ``nodes`` are the broker nodes the bridge is given (``url`` alone by default);
+    ``quorum`` makes the bound queue and the unrouted queue quorum queues.
+    """
     exchange = f"bench.e2e.{uuid.uuid4().hex[:12]}"
+    queue_type = "quorum" if quorum else "classic"
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        await declare_topology(channel, exchange)
-        queue = await channel.declare_queue(f"{exchange}.queue", durable=True)
+        await declare_topology(channel, exchange, unrouted_queue_type=queue_type)
+        queue = await channel.declare_queue(
+            f"{exchange}.queue", durable=True, arguments={"x-queue-type": queue_type}
+        )
         await queue.bind(exchange, "#")
         try:
             with tempfile.TemporaryDirectory(prefix="ami-bridge-bench-") as journal:
-                return await _run_bridge(url, exchange, Path(journal), rate, duration, seed)
+                return await _run_bridge(
+                    nodes or [url], exchange, Path(journal), rate, duration, seed, queue_type
+                )
         finally:
-            for name in (f"{exchange}.queue", unrouted_name(exchange)):
-                await channel.queue_delete(name)
-            for name in (exchange, unrouted_name(exchange)):
-                await channel.exchange_delete(name)
+            await delete_topology(channel, exchange)
     finally:
         await connection.close()
 
 
+async def delete_topology(channel: AbstractChannel, exchange: str) -> None:
+    """Delete the queue, the unrouted queue and both exchanges of a bench run."""
+    for name in (f"{exchange}.queue", unrouted_name(exchange)):
+        await channel.queue_delete(name)
+    for name in (exchange, unrouted_name(exchange)):
+        await channel.exchange_delete(name)
+
+
 async def _run_bridge(
-    url: str, exchange: str, journal: Path, rate: float, duration: float, seed: int
+    nodes: list[str],
+    exchange: str,
+    journal: Path,
+    rate: float,
+    duration: float,
+    seed: int,
+    queue_type: str = "classic",
 ) -> Phase:
     async with AmiSource(rate, duration, seed) as source:
         settings = load_settings(
             {
                 "ami": [f"{SERVER}=ami://bridge@127.0.0.1:{source.port}"],
                 "ami_secret": SECRET,
-                "amqp": url,
+                "amqp": nodes,
+                "unrouted_queue_type": queue_type,
                 "exchange": exchange,
                 "journal_dir": journal,
                 "metrics_port": 0,

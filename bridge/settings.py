@@ -193,7 +193,16 @@ class Settings(BaseSettings):
     ami_reconnect_cap: float = Field(30.0, gt=0, description="Largest reconnect backoff (s).")
 
     # -- RabbitMQ ----------------------------------------------------------------------
-    amqp: str = Field(DEFAULT_AMQP_URL, description="amqp:// or amqps:// URL of the broker.")
+    amqp: Annotated[list[str], NoDecode] = Field(
+        default=[DEFAULT_AMQP_URL],
+        description="amqp:// or amqps:// URL of the broker. Repeat the flag, or comma-separate "
+        "in the environment, or give a TOML list, for the nodes of one cluster.",
+    )
+    amqp_endpoint_order: Literal["ordered", "shuffled"] = Field(
+        "ordered",
+        description="Try the broker URLs in the order given, or shuffled once at start "
+        "(spreads a fleet of bridges over the cluster).",
+    )
     amqp_password: SecretStr | None = Field(
         None, description="Broker password (overrides the URL's)."
     )
@@ -201,16 +210,47 @@ class Settings(BaseSettings):
     amqp_ca_file: Path | None = Field(None, description="CA bundle to verify an amqps:// broker.")
     amqp_tls_verify: bool = Field(True, description="Verify the broker's TLS certificate.")
     amqp_on_auth_failure: Literal["retry", "exit"] = Field(
-        "exit", description="When the broker refuses the credentials: retry with backoff, or exit."
+        "exit",
+        description="When the broker refuses the credentials, the virtual host or a permission "
+        "at start: exit with code 2, or retry with backoff (refusals later are always retried).",
     )
     amqp_reconnect_base: float = Field(
         0.5, gt=0, description="First broker reconnect backoff bound (s)."
     )
     amqp_reconnect_cap: float = Field(
-        30.0, gt=0, description="Largest broker reconnect backoff (s)."
+        5.0,
+        gt=0,
+        description="Largest broker reconnect backoff (s), waited only after every node failed.",
+    )
+    amqp_heartbeat: int = Field(
+        3,
+        ge=0,
+        le=60,
+        description="AMQP heartbeat (s); a broker silent for 3 heartbeats plus 3 s is treated "
+        "as lost (12 s by default). 0 turns heartbeats off.",
+    )
+    amqp_confirm_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="A publish unconfirmed this long (s) while the broker is not blocking "
+        "means a hung broker: the connection is dropped and the next node tried.",
+    )
+    publish_refused_retries: int = Field(
+        5,
+        ge=0,
+        description="Times a message the broker nacks or returns is published again before "
+        "it is retired and announced on {server}.bridge.refused.",
+    )
+    publish_refused_backoff: float = Field(
+        1.0, gt=0, description="First pause before a refused message is published again (s)."
     )
     exchange: str = Field(
         DEFAULT_EXCHANGE, min_length=1, description="Topic exchange to publish to."
+    )
+    unrouted_queue_type: Literal["classic", "quorum"] = Field(
+        "classic",
+        description="Type of the queue <exchange>.unrouted when the bridge creates it: quorum "
+        "survives a cluster node (an existing queue keeps its type).",
     )
     routing_key: str = Field(
         "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
@@ -273,7 +313,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "ami", "redact_headers", "resync_actions", "rpc_allow", "rpc_enable", mode="before"
+        "ami",
+        "amqp",
+        "redact_headers",
+        "resync_actions",
+        "rpc_allow",
+        "rpc_enable",
+        mode="before",
     )
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
@@ -281,7 +327,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_servers(self) -> Settings:
-        if self.amqp_ca_file is not None and not self.amqp.startswith("amqps://"):
+        if not self.amqp:
+            raise ValueError("amqp needs at least one broker URL")
+        if self.amqp_ca_file is not None and not any(_is_tls(url) for url in self.amqp):
             raise ValueError("amqp_ca_file is only used with an amqps:// broker URL")
         ids = [server.id for server in self.resolved_servers()]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -306,7 +354,7 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # A password typed into the broker URL must not reach a log through a repr.
         for name, value in super().__repr_args__():
-            yield name, (mask_url(value) if name == "amqp" else value)
+            yield name, ([mask_url(url) for url in value] if name == "amqp" else value)
 
     def resolved_servers(self) -> list[AmiServer]:
         """Every PBX to bridge: the ``servers`` tables, else one per ``ami`` URL."""
@@ -338,7 +386,7 @@ class Settings(BaseSettings):
         Raises:
             ValueError: the CA file cannot be read or parsed.
         """
-        if not self.amqp.startswith("amqps://"):
+        if not any(_is_tls(url) for url in self.amqp):
             return None
         ca_file = str(self.amqp_ca_file) if self.amqp_ca_file else None
         tls = TlsOptions(ca_file=ca_file, verify=self.amqp_tls_verify)
@@ -349,16 +397,28 @@ class Settings(BaseSettings):
         return tls
 
     def amqp_url_with_password(self) -> str:
-        """The broker URL with the password from the password setting or file filled in."""
+        """The first broker URL with the password filled in (for one-connection tools)."""
+        return self.amqp_urls_with_password()[0]
+
+    def amqp_urls_with_password(self) -> list[str]:
+        """Every broker URL with the password from the password setting or file filled in."""
         password = read_secret(self.amqp_password, self.amqp_password_file, "AMQP password")
         if password is None:
-            return self.amqp
-        parts = urlsplit(self.amqp)
-        # Both as typed: the user is already percent-encoded, and ``hostname`` would drop
-        # the brackets of an IPv6 address.
-        user = parts.username or "guest"
-        host_port = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host_port}"))
+            return list(self.amqp)
+        return [_with_password(url, password) for url in self.amqp]
+
+
+def _is_tls(url: str) -> bool:
+    return url.startswith("amqps://")
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    # Both as typed: the user is already percent-encoded, and ``hostname`` would drop the
+    # brackets of an IPv6 address.
+    user = parts.username or "guest"
+    host_port = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host_port}"))
 
 
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:

@@ -4,7 +4,8 @@ Approach
 --------
 Besides AMI events the bridge publishes a few messages about itself: it connected to
 an AMI server, lost it, missed messages while away (``gap``), dropped journal records
-(``overflow``), or resynchronised state.  They use the common keys of every message
+(``overflow``), resynchronised state, or gave up on a message the broker kept refusing
+(``refused``).  They use the common keys of every message
 (:class:`~bridge.events.envelope.CommonEnvelope`); what differs is ``fields``, described
 here by one small model per status.  :class:`StatusMessage` is generic over that model,
 so ``StatusMessage[GapFields]`` is the whole gap message, the same way
@@ -30,6 +31,7 @@ __all__ = [
     "DisconnectedFields",
     "GapFields",
     "OverflowFields",
+    "RefusedFields",
     "ResyncEntry",
     "ResyncFields",
     "StatusFields",
@@ -101,6 +103,18 @@ class ResyncFields(StatusFields):
     )
 
 
+class RefusedFields(StatusFields):
+    """The broker refused a message every time it was published (nacked or returned it):
+    the bridge gave up on it.  Since contract 2.1.0."""
+
+    message_id: str = Field(description="The `id` of the message given up on.")
+    event: str = Field(description="Its event (or status) name.")
+    routing_key: str = Field(description="Its routing key.")
+    outcome: Literal["nacked", "returned"] = Field(description="What the broker did last.")
+    attempts: int = Field(description="How many times it was published.")
+    reason: str = Field(description="The broker's last answer, e.g. `312 NO_ROUTE`.")
+
+
 StatusFieldsT = TypeVar("StatusFieldsT", bound=StatusFields)
 
 
@@ -122,5 +136,6 @@ STATUS_FIELDS: Mapping[str, type[StatusFields]] = MappingProxyType(
         "gap": GapFields,
         "overflow": OverflowFields,
         "resync": ResyncFields,
+        "refused": RefusedFields,
     }
 )

@@ -21,36 +21,42 @@ exactly one :class:`PublishResult` (confirmed, nacked, returned, or failed becau
 connection dropped with it in flight), handed out in batches by :meth:`results`.  The
 window counts messages whose result has not been handed out yet, so a slow consumer of
 results slows publishing instead of growing memory.  Reconnecting is the caller's job:
-call :meth:`AmqpPublisher.connect` again once :meth:`wait_connection_lost` returns.
+call :meth:`AmqpPublisher.connect` again (with the same node or another of the cluster)
+once :meth:`wait_connection_lost` returns.
+
+A hung broker (TCP open, nothing answers) is noticed two ways: the AMQP heartbeat
+(aiormq drops a connection silent for three heartbeats plus three seconds), and a
+deadline on the oldest unconfirmed publish (``confirm_timeout``), which also catches a
+broker that answers heartbeats but confirms nothing.  The deadline does not run while the
+broker blocks publishing for a resource alarm: then silence is expected, and the alarm is
+reported instead (``blocked``, ``on_alarm``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-import aio_pika
 import aiormq
-import yarl
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 
 from bridge.publish.amqp_frames import APP_ID, PublishEncoder
-from bridge.publish.broker import (
-    BrokerAuthError,
-    BrokerUnavailable,
-    TlsOptions,
-    describe_failure,
-    mask_url,
-)
+from bridge.publish.broker import BrokerUnavailable, TlsOptions, describe_failure, mask_url
+from bridge.publish.connection import broker_failure, node_name, open_connection
 from bridge.publish.message import OutgoingMessage
-from bridge.publish.topology import DEFAULT_EXCHANGE, declare_topology
+from bridge.publish.topology import (
+    DEFAULT_EXCHANGE,
+    TopologyConflict,
+    UnroutedQueueDown,
+    declare_topology,
+)
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -62,6 +68,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 1000
+#: Seconds between checks of the oldest unconfirmed publish.
+_WATCH_INTERVAL = 1.0
+#: Seconds a dropped connection may take to close before it is abandoned.
+_CLOSE_GRACE = 2.0
+#: A connection whose every publish is nacked this long (at least _NACK_STREAK_MIN of
+#: them, none confirmed) is dropped for the next node.  RabbitMQ 3.10 channels that
+#: published to a quorum queue whose leader died keep nacking even after a new leader is
+#: elected; a new channel works.
+_NACK_STREAK_SECONDS = 2.0
+_NACK_STREAK_MIN = 50
 
 T = TypeVar("T")
 
@@ -83,17 +99,20 @@ class PublishResult(Generic[T]):
     outcome: Outcome
     message: OutgoingMessage
     reason: str = ""
+    #: The broker's reply code of a return (312 NO_ROUTE, say); 0 otherwise.
+    reply_code: int = 0
 
 
 @dataclass(slots=True)
 class _Link:
     """One live connection and everything tied to it."""
 
+    url: str
     connection: AbstractConnection
     channel: AbstractChannel
     raw: aiormq.abc.AbstractChannel
     encoder: PublishEncoder
-    flusher: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]]
 
 
 class AmqpPublisher(Generic[T]):
@@ -112,12 +131,26 @@ class AmqpPublisher(Generic[T]):
         window: int = DEFAULT_WINDOW,
         tls: TlsOptions | None = None,
         connect_timeout: float = 10.0,
+        heartbeat: int = 60,
+        confirm_timeout: float = 15.0,
+        on_alarm: Callable[[str | None], None] | None = None,
+        unrouted_queue_type: str = "classic",
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self._url = url
         self._tls = tls
         self._connect_timeout = connect_timeout
+        self._heartbeat = heartbeat
+        self.confirm_timeout = confirm_timeout
+        self._on_alarm = on_alarm
+        self.unrouted_queue_type = unrouted_queue_type
+        #: The broker's reason while it blocks publishing (a resource alarm), else None.
+        self.blocked: str | None = None
+        self._blocked_at = 0.0
+        self._proven = asyncio.Event()
+        self._nack_streak = 0
+        self._nack_streak_since = 0.0
         self.exchange = exchange
         self.window = window
         self.confirmed = self.nacked = self.returned = self.failed = 0
@@ -150,51 +183,141 @@ class AmqpPublisher(Generic[T]):
         """Messages sent and not yet confirmed, nacked, returned or failed."""
         return len(self._in_flight)
 
-    async def connect(self) -> None:
-        """Connect, open a confirming channel and declare the topology.
+    @property
+    def url(self) -> str:
+        """The node connected to, or the one the last attempt went to."""
+        return self._url
+
+    async def connect(self, url: str | None = None) -> None:
+        """Connect to ``url`` (by default the last node), open a confirming channel and
+        declare the topology.
 
         Raises:
-            BrokerAuthError: the broker refused the user or virtual host.
-            BrokerUnavailable: the broker cannot be reached or the handshake failed
-                (including a refused virtual host or an untrusted certificate).
+            BrokerAuthError: the broker refused the user name or password.
+            BrokerRefused: the broker refused the virtual host, or a permission needed to
+                declare the topology.
+            BrokerUnavailable: the broker cannot be reached, the handshake failed
+                (including an untrusted certificate), or it failed while declaring.
             TopologyConflict: the exchange or queue exists with other settings.
             OSError: a TLS file cannot be read or is not a certificate or key.
         """
         if self._link is not None:
             return
-        url = yarl.URL(self._url)
-        where = mask_url(self._url)
-        ssl_context = self._tls.context() if self._tls else None  # config errors raise here
+        if url is not None:
+            self._url = url
+        connection = await open_connection(
+            self._url,
+            name=APP_ID,
+            tls=self._tls,
+            timeout=self._connect_timeout,
+            heartbeat=self._heartbeat,
+            alarms=self,
+        )
         try:
-            connection = await aio_pika.connect(
-                self._url,
-                ssl_context=ssl_context,
-                timeout=self._connect_timeout,
-                client_properties={"connection_name": APP_ID},
-            )
-        except aiormq.exceptions.ProbableAuthenticationError as e:
-            port = url.port or (5671 if url.scheme == "amqps" else 5672)
-            raise BrokerAuthError(f"{url.host}:{port}", url.user or "", self._scrub(e)) from None
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError, StopAsyncIteration) as e:
-            # aiormq lets StopAsyncIteration out when the peer closes during the handshake.
-            why = describe_failure(e, self._url)
-            raise BrokerUnavailable(f"broker {where} unavailable: {why}") from None
-        try:
+            await self._declare(connection)
             channel = await connection.channel(publisher_confirms=True)
-            await declare_topology(channel, self.exchange)
             raw = await channel.get_underlay_channel()
+        except TopologyConflict:
+            await _close_quietly(connection)
+            raise
+        except _BROKER_FAILURES as e:
+            await _close_quietly(connection)
+            raise broker_failure(e, self._url, f"declaring exchange {self.exchange!r}") from None
         except BaseException:
-            await connection.close()
+            await _close_quietly(connection)
             raise
         encoder = PublishEncoder(raw.number, self.exchange, raw.max_content_size)  # type: ignore[attr-defined]
-        link = _Link(connection, channel, raw, encoder)
-        link.flusher = asyncio.create_task(self._flush_loop(link), name="amqp-flush")
+        link = _Link(self._url, connection, channel, raw, encoder, [])
+        link.tasks.append(asyncio.create_task(self._flush_loop(link), name="amqp-flush"))
+        link.tasks.append(asyncio.create_task(self._watch_confirms(link), name="amqp-watch"))
         connection.close_callbacks.add(partial(self._on_closed, link))
         channel.close_callbacks.add(partial(self._on_closed, link))
         self._link = link
         self._closed = False
+        self._proven.clear()
         self._lost.clear()
-        log.info("connected to %s, exchange %r", where, self.exchange)
+        log.info("connected to broker %s, exchange %r", node_name(self._url), self.exchange)
+
+    async def _declare(self, connection: AbstractConnection) -> None:
+        """Declare the topology on a channel of its own (a refusal closes the channel)."""
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await declare_topology(
+                channel, self.exchange, unrouted_queue_type=self.unrouted_queue_type
+            )
+        except UnroutedQueueDown as e:
+            log.warning("%s; publishing anyway, unrouted messages wait for that node", e)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def wait_proven(self) -> None:
+        """Return once the current connection had a publish confirmed."""
+        await self._proven.wait()
+
+    async def redeclare(self) -> None:
+        """Declare the topology again on the current connection (an entity was deleted).
+
+        Raises:
+            BrokerUnavailable: not connected, or the declaration failed.
+            TopologyConflict: an entity now exists with other settings.
+        """
+        link = self._link
+        if link is None:
+            raise BrokerUnavailable(f"not connected to {mask_url(self._url)}")
+        try:
+            await self._declare(link.connection)
+        except _BROKER_FAILURES as e:
+            raise broker_failure(e, link.url, f"declaring exchange {self.exchange!r}") from None
+        log.info("declared the topology of exchange %r again", self.exchange)
+
+    # -- resource alarms (the connection's AlarmListener) ------------------------------
+
+    def on_blocked(self, reason: str) -> None:
+        if self.blocked is not None:
+            return
+        self.blocked = reason
+        self._blocked_at = asyncio.get_running_loop().time()
+        log.warning(
+            "broker %s blocked publishing: %s; events stay journalled until it unblocks",
+            node_name(self._url),
+            reason,
+        )
+        if self._on_alarm is not None:
+            self._on_alarm(reason)
+
+    def on_unblocked(self) -> None:
+        if self.blocked is None:
+            return
+        self._clear_alarm(cleared=True)
+
+    def _clear_alarm(self, *, cleared: bool) -> None:
+        if self.blocked is None:
+            return
+        self.blocked = None
+        if cleared:
+            took = asyncio.get_running_loop().time() - self._blocked_at
+            log.info("broker %s unblocked publishing after %.1f s", node_name(self._url), took)
+        if self._on_alarm is not None:
+            self._on_alarm(None)
+
+    async def _watch_confirms(self, link: _Link) -> None:
+        """Drop ``link`` when its oldest publish waits longer than ``confirm_timeout``."""
+        loop = asyncio.get_running_loop()
+        oldest: int | None = None
+        since = loop.time()
+        while self._link is link:
+            await asyncio.sleep(_WATCH_INTERVAL)
+            now = loop.time()
+            first = next(iter(self._in_flight), None)
+            if first != oldest or self.blocked is not None:
+                oldest, since = first, now
+                continue
+            if first is not None and now - since > self.confirm_timeout:
+                reason = f"no confirm for {now - since:.0f} s (a hung broker?)"
+                log.warning("connection to broker %s dropped: %s", node_name(link.url), reason)
+                self._drop_and_close(link, reason)
+                return
 
     async def wait_connection_lost(self) -> None:
         """Return once the current connection is gone (at once when not connected)."""
@@ -214,7 +337,7 @@ class AmqpPublisher(Generic[T]):
             except TimeoutError:
                 log.warning("closing with %d messages unconfirmed", len(self._in_flight))
             self._drop(link, "publisher closed")
-            await link.connection.close()
+            await _close_quietly(link.connection)
         await asyncio.gather(*self._closers, return_exceptions=True)
         self._results_ready.set()
         self._room.set()
@@ -265,35 +388,40 @@ class AmqpPublisher(Generic[T]):
     def _on_confirmation(self, link: _Link, tag: int, future: asyncio.Future[Any]) -> None:
         entry = self._in_flight.pop(tag, None)
         if entry is None:  # already reported as failed when the connection dropped
+            if not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log it as lost
             return
         token, message = entry
         ids: dict[str, int] = link.raw.message_id_delivery_tag  # type: ignore[attr-defined]
         if ids.get(message.message_id) == tag:
             del ids[message.message_id]
-        outcome, reason = self._outcome_of(future)
-        self._report(PublishResult(token, outcome, message, reason))
+        outcome, reason, code = self._outcome_of(future)
+        self._report(PublishResult(token, outcome, message, reason, code))
 
-    def _outcome_of(self, future: asyncio.Future[Any]) -> tuple[Outcome, str]:
+    def _outcome_of(self, future: asyncio.Future[Any]) -> tuple[Outcome, str, int]:
         if future.cancelled():
-            return Outcome.FAILED, "cancelled"
+            return Outcome.FAILED, "cancelled", 0
         error = future.exception()
         if error is None:
             result = future.result()
             if isinstance(result, DeliveredMessage):  # what a return resolves to
-                return Outcome.RETURNED, _why(result)
-            return Outcome.CONFIRMED, ""
+                return Outcome.RETURNED, *_why(result)
+            return Outcome.CONFIRMED, "", 0
         if isinstance(error, aiormq.exceptions.PublishError):
-            return Outcome.RETURNED, _why(error.message)
+            return Outcome.RETURNED, *_why(error.message)
         if isinstance(error, aiormq.exceptions.DeliveryError):
-            return Outcome.NACKED, "nacked by the broker"
-        return Outcome.FAILED, self._scrub(error)
+            return Outcome.NACKED, "nacked by the broker", 0
+        return Outcome.FAILED, self._scrub(error), 0
 
     def _report(self, result: PublishResult[T]) -> None:
         outcome = result.outcome
         if outcome is Outcome.CONFIRMED:
             self.confirmed += 1
+            self._nack_streak = 0
+            self._proven.set()
         elif outcome is Outcome.NACKED:
             self.nacked += 1
+            self._note_nack()
         elif outcome is Outcome.RETURNED:
             self.returned += 1
         else:
@@ -303,25 +431,52 @@ class AmqpPublisher(Generic[T]):
         if not self._in_flight:
             self._settled.set()
 
+    def _note_nack(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._nack_streak == 0:
+            self._nack_streak_since = now
+        self._nack_streak += 1
+        link = self._link
+        if (
+            link is not None
+            and self._nack_streak >= _NACK_STREAK_MIN
+            and now - self._nack_streak_since >= _NACK_STREAK_SECONDS
+        ):
+            self._nack_streak = 0
+            reason = f"every publish nacked for {now - self._nack_streak_since:.1f} s"
+            log.warning("connection to broker %s dropped: %s", node_name(link.url), reason)
+            # Not from inside this confirmation callback: _drop settles every other one.
+            asyncio.get_running_loop().call_soon(self._drop_and_close, link, reason)
+
+    def _drop_and_close(self, link: _Link, reason: str) -> None:
+        if self._link is link:
+            self._drop(link, f"connection dropped: {reason}")
+            self._close_later(link)
+
     def _on_closed(self, link: _Link, _sender: object, error: BaseException | None) -> None:
         if self._link is not link:
             return
-        reason = self._scrub(error) if error else "closed by the broker"
-        log.warning("connection to %s lost: %s", mask_url(self._url), reason)
+        reason = _loss_reason(error, link.url)
+        log.warning("connection to broker %s lost: %s", node_name(link.url), reason)
         self._drop(link, f"connection lost: {reason}")
         if not link.connection.is_closed:
             # The broker closed only the channel; the connection is useless without it.
-            closer = asyncio.create_task(link.connection.close())
-            self._closers.add(closer)
-            closer.add_done_callback(self._closers.discard)
+            self._close_later(link)
+
+    def _close_later(self, link: _Link) -> None:
+        closer = asyncio.create_task(_close_quietly(link.connection))
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
 
     def _drop(self, link: _Link, reason: str) -> None:
         """Forget ``link``: every message still in flight is reported as FAILED."""
         if self._link is not link:
             return
         self._link = None
-        if link.flusher is not None:
-            link.flusher.cancel()
+        for task in link.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._clear_alarm(cleared=False)  # an alarm belongs to its connection
         self._out.clear()
         in_flight, self._in_flight = self._in_flight, {}
         for token, message in in_flight.values():
@@ -360,8 +515,31 @@ class AmqpPublisher(Generic[T]):
         return describe_failure(error, self._url)
 
 
-def _why(returned: DeliveredMessage | None) -> str:
+#: What a broker failure raises (aiormq lets StopAsyncIteration out of a broken handshake).
+_BROKER_FAILURES = (aiormq.exceptions.AMQPError, OSError, TimeoutError, StopAsyncIteration)
+
+
+def _why(returned: DeliveredMessage | None) -> tuple[str, int]:
     frame = returned.delivery if returned else None
     if isinstance(frame, spec.Basic.Return):
-        return f"returned by the broker: {frame.reply_code} {frame.reply_text}"
-    return "returned by the broker"
+        code = frame.reply_code or 0
+        return f"returned by the broker: {code} {frame.reply_text}", code
+    return "returned by the broker", 0
+
+
+def _loss_reason(error: BaseException | None, url: str) -> str:
+    if error is None:
+        return "closed by the broker"
+    if isinstance(error, asyncio.CancelledError):
+        # aiormq cancels its reader when the heartbeat finds the broker silent.
+        return "the broker stopped answering (heartbeat missed)"
+    return describe_failure(error, url)
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    """Close ``connection``, giving a hung broker ``_CLOSE_GRACE`` seconds; never raises."""
+    try:
+        async with asyncio.timeout(_CLOSE_GRACE):
+            await connection.close()
+    except (TimeoutError, *_BROKER_FAILURES, RuntimeError):
+        pass

@@ -2,9 +2,10 @@
 
 Approach
 --------
-Failures come in two kinds a caller can tell apart: :class:`BrokerAuthError` (the
-broker refused the user) and :class:`BrokerUnavailable` (the broker cannot be reached, or
-the connection is gone), both a :class:`BrokerError`.  The AMQP password never reaches a
+Failures come in two kinds a caller can tell apart: :class:`BrokerRefused` (the broker
+answered and refused the user, the virtual host or a permission; :class:`BrokerAuthError`
+for the login) and :class:`BrokerUnavailable` (the broker cannot be reached, or the
+connection is gone), both a :class:`BrokerError`.  The AMQP password never reaches a
 log line or an error text: :func:`mask_url` replaces it with ``***`` wherever a URL is
 shown, and :func:`scrub` removes it from any text a library produced.
 
@@ -41,6 +42,7 @@ from bridge.tls import maybe_tls_failure, tls_client_context
 __all__ = [
     "BrokerAuthError",
     "BrokerError",
+    "BrokerRefused",
     "BrokerUnavailable",
     "TlsOptions",
     "describe_failure",
@@ -53,7 +55,15 @@ class BrokerError(Exception):
     """The broker could not be used."""
 
 
-class BrokerAuthError(BrokerError):
+class BrokerRefused(BrokerError):
+    """The broker answered and said no: a permission, the virtual host, the credentials.
+
+    Retrying does not help until an operator changes something; at start the bridge exits
+    with code 2 (``amqp_on_auth_failure=exit``), later it retries with backoff.
+    """
+
+
+class BrokerAuthError(BrokerRefused):
     """The broker refused the user name and password at connect."""
 
     def __init__(self, host: str, user: str, reason: str) -> None:

@@ -56,6 +56,7 @@ class BridgeStatus(StrEnum):
     GAP = "gap"
     OVERFLOW = "overflow"
     RESYNC = "resync"
+    REFUSED = "refused"
 
 
 def _escape_table() -> dict[int, str]:

@@ -8,6 +8,12 @@ matches must not vanish, so the exchange names an alternate exchange,
 name.  The broker then routes every unmatched message there, and a publisher confirm
 means "stored somewhere" even before any consumer has bound a queue.
 
+In a cluster the unrouted queue lives on one node (a classic queue) or on a majority of
+them (``unrouted_queue_type = "quorum"``, recommended there).  While a classic queue's
+node is down, other nodes refuse to declare it (``NOT_FOUND - home node ... is down``);
+the exchanges are declared first, so :class:`UnroutedQueueDown` tells the caller it may
+publish anyway: only messages nothing is bound to wait for that node.
+
 AMQP declarations are idempotent as long as the arguments match, so declaring on every
 connect is safe.  If an exchange or queue already exists with other arguments, the broker
 closes the channel with PRECONDITION_FAILED; that becomes :class:`TopologyConflict`,
@@ -20,7 +26,13 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-__all__ = ["DEFAULT_EXCHANGE", "TopologyConflict", "declare_topology", "unrouted_name"]
+__all__ = [
+    "DEFAULT_EXCHANGE",
+    "TopologyConflict",
+    "UnroutedQueueDown",
+    "declare_topology",
+    "unrouted_name",
+]
 
 DEFAULT_EXCHANGE = "ami.events"
 
@@ -29,13 +41,20 @@ class TopologyConflict(RuntimeError):
     """An exchange or queue exists on the broker with different settings."""
 
 
+class UnroutedQueueDown(RuntimeError):
+    """The exchanges are declared, but the unrouted queue's cluster node is down."""
+
+
 def unrouted_name(exchange: str) -> str:
     """The name of the alternate exchange and of its queue for ``exchange``."""
     return f"{exchange}.unrouted"
 
 
 async def declare_topology(
-    channel: AbstractChannel, exchange: str = DEFAULT_EXCHANGE
+    channel: AbstractChannel,
+    exchange: str = DEFAULT_EXCHANGE,
+    *,
+    unrouted_queue_type: str = "classic",
 ) -> AbstractExchange:
     """Declare the event exchange, its alternate exchange and the unrouted queue.
 
@@ -44,6 +63,8 @@ async def declare_topology(
     Raises:
         TopologyConflict: one of the entities exists with other settings (the broker has
             closed ``channel``).
+        UnroutedQueueDown: the exchanges are declared but the unrouted queue's node is
+            down (the broker has closed ``channel``).
         aiormq.exceptions.AMQPError: any other broker or connection failure.
     """
     unrouted = unrouted_name(exchange)
@@ -51,14 +72,23 @@ async def declare_topology(
         alternate = await channel.declare_exchange(
             unrouted, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        queue = await channel.declare_queue(unrouted, durable=True)
-        await queue.bind(alternate, routing_key="")
-        return await channel.declare_exchange(
+        events = await channel.declare_exchange(
             exchange,
             aio_pika.ExchangeType.TOPIC,
             durable=True,
             arguments={"alternate-exchange": unrouted},
         )
+        queue = await channel.declare_queue(
+            unrouted,
+            durable=True,
+            arguments={"x-queue-type": "quorum"} if unrouted_queue_type == "quorum" else None,
+        )
+        await queue.bind(alternate, routing_key="")
+        return events
+    except aiormq.exceptions.ChannelNotFoundEntity as e:
+        if "home node" not in str(e):
+            raise
+        raise UnroutedQueueDown(f"queue {unrouted!r} is unavailable: {e}") from e
     except aiormq.exceptions.ChannelPreconditionFailed as e:
         raise TopologyConflict(
             f"exchange {exchange!r} or {unrouted!r} (or queue {unrouted!r}) already exists "

@@ -19,11 +19,11 @@ import signal
 import time
 from collections import defaultdict
 
-from bridge.ami.backoff import Backoff
 from bridge.ami.errors import LoginFailed
 from bridge.cli.exit_codes import ExitCode
 from bridge.publish.amqp import AmqpPublisher, PublishResult
-from bridge.publish.broker import BrokerAuthError, BrokerError
+from bridge.publish.broker import BrokerError, BrokerRefused, mask_url
+from bridge.publish.failover import BrokerEndpoints, reconnect
 from bridge.publish.topology import TopologyConflict
 from bridge.service.http import HealthServer
 from bridge.service.metrics import Metrics
@@ -44,11 +44,23 @@ class BridgeApp:
         self.settings = settings
         self.metrics = Metrics()
         tls = settings.amqp_tls()
+        #: The broker nodes and the reconnect policy, shared by the publisher and the actions.
+        self.endpoints = BrokerEndpoints(
+            tuple(settings.amqp_urls_with_password()),
+            shuffle=settings.amqp_endpoint_order == "shuffled",
+            backoff_base=settings.amqp_reconnect_base,
+            backoff_cap=settings.amqp_reconnect_cap,
+        )
+        self._failover = self.endpoints.policy()
         self.publisher: AmqpPublisher[Token] = AmqpPublisher(
-            settings.amqp_url_with_password(),
+            self._failover.current,
             exchange=settings.exchange,
             window=settings.publish_window,
             tls=tls,
+            heartbeat=settings.amqp_heartbeat,
+            confirm_timeout=settings.amqp_confirm_timeout,
+            on_alarm=self._on_alarm,
+            unrouted_queue_type=settings.unrouted_queue_type,
         )
         servers = settings.resolved_servers()
         for server in servers:
@@ -60,14 +72,13 @@ class BridgeApp:
         self.rpc: RpcServer | None = None
         if settings.rpc_exchange:
             self.rpc = RpcServer(
-                settings.amqp_url_with_password(),
+                self.endpoints,
                 exchange=settings.rpc_exchange,
                 sessions={pipeline.id: pipeline.session for pipeline in self.pipelines},
                 policy=ActionPolicy(settings.rpc_allow, settings.rpc_enable),
                 timeout=settings.rpc_timeout,
                 tls=tls,
-                reconnect_base=settings.amqp_reconnect_base,
-                reconnect_cap=settings.amqp_reconnect_cap,
+                heartbeat=settings.amqp_heartbeat,
             )
         self.health: HealthServer | None = None
         if settings.metrics_port:
@@ -84,11 +95,20 @@ class BridgeApp:
         self._exit = ExitCode.OK
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready when every AMI session is logged in and the broker is connected."""
+        """Ready when every AMI session is logged in, the broker is connected and not
+        blocking publishes, and (when actions are on) the actions consumer is in place."""
         problems = [f"{p.id}: AMI not logged in" for p in self.pipelines if not p.session.connected]
         if not self.publisher.is_connected:
             problems.append("broker not connected")
+        elif self.publisher.blocked is not None:
+            problems.append(f"broker blocks publishing: {self.publisher.blocked}")
+        if self.rpc is not None and self.rpc.running and not self.rpc.ready.is_set():
+            # Once it has given up (a conflicting exchange) events still flow: ready.
+            problems.append("action requests not consumed yet")
         return (not problems, "; ".join(problems) or "ready")
+
+    def _on_alarm(self, reason: str | None) -> None:
+        self.metrics.broker_blocked.set(0 if reason is None else 1)
 
     def request_stop(self, code: ExitCode = ExitCode.OK) -> None:
         """Begin a graceful shutdown (a second call forces it)."""
@@ -139,45 +159,64 @@ class BridgeApp:
             log.error("%s: %s; exiting (ami_on_login_failure=exit)", pipeline.id, exc)
             self.request_stop(ExitCode.FAILURE)
 
-    async def _connect_broker(self) -> bool:
-        """Connect (declaring the topology) before any AMI login; False means give up."""
-        backoff = Backoff(
-            base=self.settings.amqp_reconnect_base, cap=self.settings.amqp_reconnect_cap
-        )
-        while not self._stop.is_set():
-            try:
-                await self.publisher.connect()
-            except BrokerAuthError as exc:
-                if self.settings.amqp_on_auth_failure == "exit":
-                    log.error("%s; exiting (amqp_on_auth_failure=exit)", exc)
-                    self._exit = ExitCode.FAILURE
-                    return False
-                delay = backoff.next_delay()
-                log.error("%s; retrying in %.1f s", exc, delay)
-            except BrokerError as exc:
-                delay = backoff.next_delay()
-                log.error("%s; retrying in %.1f s", exc, delay)  # the error names the broker
-            except TopologyConflict as exc:
-                log.error("%s; exiting", exc)
-                self._exit = ExitCode.FAILURE
-                return False
-            else:
-                self.metrics.broker_connected.set(1)
-                self.broker_ready.set()
-                return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-        return False
+    async def _connect_broker(self, *, at_start: bool = True) -> bool:
+        """Connect (declaring the topology), trying node after node; False means give up.
+
+        At start, a broker that refuses the bridge (credentials, virtual host, permission)
+        ends it with exit code 2 unless ``amqp_on_auth_failure`` is ``retry``; later every
+        refusal is retried with backoff.
+        """
+
+        def give_up(error: BrokerError) -> bool:
+            return (
+                at_start
+                and isinstance(error, BrokerRefused)
+                and self.settings.amqp_on_auth_failure == "exit"
+            )
+
+        async def attempt(url: str) -> bool:
+            await self.publisher.connect(url)
+            return True
+
+        try:
+            connected = await reconnect(
+                self._failover,
+                attempt,
+                what="publishing",
+                stop=self._stop,
+                give_up=give_up,
+            )
+        except BrokerRefused as exc:
+            log.error("%s; exiting (amqp_on_auth_failure=exit)", exc)
+            self._exit = ExitCode.CONFIG_ERROR
+            return False
+        except TopologyConflict as exc:
+            log.error("%s; exiting", exc)
+            self._exit = ExitCode.FAILURE
+            return False
+        if not connected:
+            return False
+        self.metrics.broker_connected.set(1)
+        self.broker_ready.set()
+        return True
 
     async def _supervise_broker(self) -> None:
         while True:
+            proven = asyncio.create_task(self.publisher.wait_proven())
             await self.publisher.wait_connection_lost()
+            if proven.done():
+                self._failover.healthy()
+            proven.cancel()
             self.metrics.broker_connected.set(0)
             if self._stop.is_set():
                 return
-            log.warning("lost the broker connection; events stay journalled until it is back")
-            if not await self._connect_broker():
-                if not self._stop.is_set():  # gave up by itself (refused credentials)
+            self._failover.lost()
+            log.warning(
+                "events stay journalled until a broker node is back; trying %s",
+                mask_url(self._failover.current),
+            )
+            if not await self._connect_broker(at_start=False):
+                if not self._stop.is_set():  # gave up by itself (a topology conflict)
                     self.request_stop(self._exit)
                 return
             log.info("broker connection restored; publishing the journalled backlog")

@@ -30,6 +30,11 @@ class Metrics:
         self.broker_connected = Gauge(
             "ami_bridge_broker_connected", "1 while connected to RabbitMQ", registry=r
         )
+        self.broker_blocked = Gauge(
+            "ami_bridge_broker_blocked",
+            "1 while the broker blocks publishing (a memory or disk alarm)",
+            registry=r,
+        )
         self.events_read = Counter(
             "ami_bridge_events_read", "AMI events read", ["server", "event", "class"], registry=r
         )
@@ -53,13 +58,20 @@ class Metrics:
         )
         self.publish_nacked = Counter(
             "ami_bridge_publish_nacked",
-            "Publishes the broker nacked (published again from the journal)",
+            "Publishes the broker nacked (each published again a few times)",
             ["server", "event", "class"],
             registry=r,
         )
         self.publish_returned = Counter(
             "ami_bridge_publish_returned",
-            "Publishes the broker returned (published again from the journal)",
+            "Publishes the broker returned (each published again a few times)",
+            ["server", "event", "class"],
+            registry=r,
+        )
+        self.publish_refused = Counter(
+            "ami_bridge_publish_refused",
+            "Messages retired after the broker refused every retry "
+            "(announced on {server}.bridge.refused)",
             ["server", "event", "class"],
             registry=r,
         )

@@ -2,9 +2,11 @@
 
 Approach
 --------
-:class:`RpcServer` owns one robust aio-pika connection of its own (the event publisher's
-hot path stays untouched); aio-pika reconnects it and restores the queues, bindings and
-consumers (see :mod:`bridge.service.rpc_broker` for the entities).  Each delivery
+:class:`RpcServer` owns one aio-pika connection of its own (the event publisher's hot
+path stays untouched).  It moves between the broker nodes with the same policy as the
+publisher (:mod:`bridge.publish.failover`): when the connection is lost it declares its
+queues again on the next node and consumes anew (see :mod:`bridge.service.rpc_broker`
+for the entities).  Each delivery
 becomes a task of its own (the server keeps them and lets them finish, within a grace
 period, when it stops), so a slow list action never holds up a Ping; the channel's
 prefetch bounds how many run at once.
@@ -37,15 +39,16 @@ from typing import Protocol
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from bridge.ami.actions import ActionResult
-from bridge.ami.backoff import Backoff
 from bridge.ami.errors import ActionTimeout, AmiConnectionError, LocalProtocolError
 from bridge.ami.protocol import HeaderInput
 from bridge.events.rpc import ActionReply, ErrorCode
 from bridge.publish.amqp_frames import APP_ID, CONTENT_TYPE
-from bridge.publish.broker import TlsOptions, describe_failure, mask_url
+from bridge.publish.broker import BrokerError, TlsOptions, describe_failure, mask_url
+from bridge.publish.connection import broker_failure, node_name, open_connection
+from bridge.publish.failover import BrokerEndpoints, FailoverPolicy, reconnect
 from bridge.publish.topology import TopologyConflict
 from bridge.service.rpc_broker import BROKER_ERRORS, declare_rpc_topology
 from bridge.service.rpc_requests import ActionPolicy, Admitted, admit, server_keys
@@ -58,7 +61,6 @@ log = logging.getLogger(__name__)
 REPLY_TYPE = "ActionReply"
 #: Requests running at once (the channel's prefetch).
 DEFAULT_CONCURRENCY = 16
-_MAX_RECONNECT_INTERVAL = 5.0
 
 
 class ActionRunner(Protocol):
@@ -106,22 +108,23 @@ class RpcServer:
     """Takes AMI action requests from the bus and replies to each.
 
     Args:
-        url: the broker (``amqp://`` or ``amqps://``; the password is never logged).
+        endpoints: the broker nodes and the reconnect policy, or one URL (``amqp://`` or
+            ``amqps://``; the password is never logged).
         exchange: the request exchange.
         sessions: server id -> what runs actions on that server.
         policy: which actions may run.
         timeout: seconds an action may take; also the request queue's message TTL.
         tls: TLS settings for an ``amqps://`` URL.
         concurrency: requests running at once.
-        reconnect_base, reconnect_cap: backoff while the first connection fails; a lost
-            connection is retried every ``reconnect_cap`` seconds (5 at most).
+        heartbeat: the AMQP heartbeat in seconds (a silent broker is dropped after about
+            three of them).
 
     ``await run()`` until ``await stop()``.
     """
 
     def __init__(
         self,
-        url: str,
+        endpoints: BrokerEndpoints | str,
         *,
         exchange: str,
         sessions: Mapping[str, ActionRunner],
@@ -129,10 +132,12 @@ class RpcServer:
         timeout: float,
         tls: TlsOptions | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
-        reconnect_base: float = 0.5,
-        reconnect_cap: float = 30.0,
+        heartbeat: int = 60,
     ) -> None:
-        self._url = url
+        if isinstance(endpoints, str):
+            endpoints = BrokerEndpoints((endpoints,))
+        self._failover: FailoverPolicy = endpoints.policy()
+        self._url = self._failover.current
         self.exchange = exchange
         self._sessions = dict(sessions)
         self._servers = server_keys(self._sessions)
@@ -140,9 +145,7 @@ class RpcServer:
         self.timeout = timeout
         self._tls = tls
         self._concurrency = concurrency
-        self._backoff = Backoff(base=reconnect_base, cap=reconnect_cap)
-        # aio-pika retries a lost connection at a fixed interval.
-        self._reconnect_interval = min(_MAX_RECONNECT_INTERVAL, reconnect_cap)
+        self._heartbeat = heartbeat
         self.queue_name = f"{exchange}.bridge-{uuid.uuid4().hex[:12]}"
         self._channel: AbstractChannel | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -150,6 +153,8 @@ class RpcServer:
         self._running = False
         self._stop = asyncio.Event()
         self._finished = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
         #: Set once the queues are declared and consumed.
         self.ready = asyncio.Event()
 
@@ -158,28 +163,42 @@ class RpcServer:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """True while :meth:`run` runs: it has not stopped nor given up."""
+        return self._running
+
     async def run(self) -> None:
-        """Consume requests until :meth:`stop`; reconnects on its own.
+        """Consume requests until :meth:`stop`; reconnects on its own, node after node.
 
         Gives up (logging why) only when the exchange or a queue exists with other
-        settings: the bridge keeps publishing events without taking requests.
+        settings, or a TLS file is unusable: the bridge keeps publishing events without
+        taking requests.
         """
         self._running = True
         self._finished.clear()
         try:
             while not self._stop.is_set():
-                connection = await self._connect()
+                connection = await reconnect(
+                    self._failover, self._open, what="action requests", stop=self._stop
+                )
                 if connection is None:
                     return
+                why = ""
                 try:
                     await self._serve(connection)
-                except BROKER_ERRORS as exc:
-                    # Lost while declaring or consuming: start over on a new connection.
-                    await self._pause(f"the broker failed ({describe_failure(exc, self._url)})")
+                except BrokerError as exc:  # refused or failed while declaring or consuming
+                    why = str(exc)
                 finally:
                     self._channel = None
-                    with contextlib.suppress(*BROKER_ERRORS):
-                        await connection.close()
+                    with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
+                        async with asyncio.timeout(2.0):
+                            await connection.close()
+                if self._lost.is_set() and not why:
+                    why = f"connection to broker {node_name(self._url)} lost: {self._lost_reason}"
+                if why and not self._stop.is_set():
+                    self._failover.lost()
+                    log.warning("action requests: %s; reconnecting", why)
         except (TopologyConflict, OSError, ssl.SSLError) as exc:
             log.error("action requests are off: %s", exc)
         finally:
@@ -200,58 +219,60 @@ class RpcServer:
             async with asyncio.timeout(grace + 1.0):
                 await self._finished.wait()
 
-    async def _connect(self) -> AbstractRobustConnection | None:
-        where = mask_url(self._url)
-        ssl_context = self._tls.context() if self._tls else None
-        while not self._stop.is_set():
-            try:
-                connection = await aio_pika.connect_robust(
-                    self._url,
-                    ssl_context=ssl_context,
-                    timeout=10.0,
-                    client_properties={"connection_name": f"{APP_ID} actions"},
-                    reconnect_interval=self._reconnect_interval,
-                )
-            except BROKER_ERRORS as exc:
-                await self._pause(
-                    f"broker {where} unavailable ({describe_failure(exc, self._url)})"
-                )
-            else:
-                return connection
-        return None
+    async def _open(self, url: str) -> AbstractConnection:
+        self._url = url
+        connection = await open_connection(
+            url,
+            name=f"{APP_ID} actions",
+            tls=self._tls,
+            heartbeat=self._heartbeat,
+        )
+        self._lost.clear()
+        connection.close_callbacks.add(self._on_closed)
+        return connection
 
-    async def _pause(self, why: str) -> None:
-        """Log ``why`` and wait out the next backoff delay (or until :meth:`stop`)."""
-        delay = self._backoff.next_delay()
-        log.warning("action requests: %s; retrying in %.1f s", why, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), delay)
+    def _on_closed(self, _sender: object, error: BaseException | None) -> None:
+        self._lost_reason = describe_failure(error, self._url) if error else "closed"
+        if isinstance(error, asyncio.CancelledError):
+            self._lost_reason = "the broker stopped answering (heartbeat missed)"
+        self._lost.set()
 
-    async def _serve(self, connection: AbstractRobustConnection) -> None:
-        """Declare, consume until :meth:`stop`, then let running requests finish.
+    async def _serve(self, connection: AbstractConnection) -> None:
+        """Declare, consume until :meth:`stop` or the connection is lost, then let running
+        requests finish.
 
         Raises:
             TopologyConflict: an entity exists with other settings.
-            aiormq.exceptions.AMQPError, OSError: the broker failed before the consumers
-                were in place (later failures are aio-pika's to recover from).
+            BrokerError: the broker refused or failed before the consumers were in place.
         """
-        channel = self._channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self._concurrency)
-        queues = await declare_rpc_topology(
-            channel, self.exchange, self.queue_name, self._servers, ttl=self.timeout
-        )
-        consumers = [
-            (queue, await queue.consume(self._on_message))
-            for queue in (queues.own, queues.unrouted)
-        ]
+        try:
+            channel = self._channel = await connection.channel()
+            channel.close_callbacks.add(self._on_closed)
+            await channel.set_qos(prefetch_count=self._concurrency)
+            queues = await declare_rpc_topology(
+                channel, self.exchange, self.queue_name, self._servers, ttl=self.timeout
+            )
+            consumers = [
+                (queue, await queue.consume(self._on_message))
+                for queue in (queues.own, queues.unrouted)
+            ]
+        except TopologyConflict:
+            raise
+        except BROKER_ERRORS as exc:
+            raise broker_failure(exc, self._url, f"declaring exchange {self.exchange!r}") from None
         self.ready.set()
-        self._backoff.reset()
+        self._failover.healthy()
         log.info(
-            "taking action requests for %s on exchange %r",
+            "taking action requests for %s on exchange %r (broker %s)",
             ", ".join(self._sessions) or "no server",
             self.exchange,
+            node_name(self._url),
         )
-        await self._stop.wait()
+        stop = asyncio.create_task(self._stop.wait())
+        lost = asyncio.create_task(self._lost.wait())
+        await asyncio.wait((stop, lost), return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        lost.cancel()
         self.ready.clear()
         for queue, tag in consumers:
             with contextlib.suppress(*BROKER_ERRORS, RuntimeError):

@@ -18,6 +18,7 @@ for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -33,11 +34,14 @@ from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event, Malformed
 from bridge.ami.session import AmiSession
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
-from bridge.publish.broker import BrokerUnavailable
+from bridge.publish.broker import BrokerError, BrokerUnavailable
 from bridge.publish.journal import Journal
+from bridge.publish.message import OutgoingMessage
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
+from bridge.publish.topology import TopologyConflict
 from bridge.service.metrics import Metrics
+from bridge.service.refusals import Refusals, Verdict
 from bridge.service.render import Rendered, Renderer
 from bridge.service.resync import ResyncRunner, is_fully_booted, parse_resync_actions
 from bridge.settings import AmiServer, Settings
@@ -48,9 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Records rendered and published per turn before yielding to the reader.
 _BATCH = 64
-#: Pause before republishing after a nack or a return, so a broker that keeps refusing
-#: is not hammered.
-_RETRY_PAUSE = 1.0
 
 
 def _read_secret(settings: Settings, server: AmiServer) -> str:
@@ -128,7 +129,12 @@ class ServerPipeline:
         self._awaiting_boot = False
         self._resync_task: asyncio.Task[None] | None = None
         self._work = asyncio.Event()
-        self._retry = False
+        #: Messages the broker refused, each waiting for its own retry.
+        self._refusals: Refusals[Token, OutgoingMessage] = Refusals(
+            server.id,
+            retries=settings.publish_refused_retries,
+            backoff=settings.publish_refused_backoff,
+        )
         self._first_unread = self.journal.acked_through + 1
         # labels() costs more than the increment: one child per (event, class), kept.
         self._read: dict[tuple[str, str], Counter] = {}
@@ -230,29 +236,42 @@ class ServerPipeline:
     def wake(self, *, rewind: bool = False) -> None:
         """Something changed (broker back, results freed the window): look for work."""
         if rewind:
+            self._refusals.forget_waiting()  # the journal hands them out again
             self.journal.rewind()
         self._work.set()
 
     async def feed(self) -> None:
-        """Publish journalled records in order, forever."""
+        """Publish journalled records in order, and refused ones when their retry is due."""
         while True:
-            await self._work.wait()
+            # Refused messages wait for their retry only while there is a broker to take it.
+            due_in = self._refusals.next_due_in() if self._publisher.is_connected else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), due_in)
             self._work.clear()
-            if self._retry:
-                await self._publisher.wait_settled()
-                await asyncio.sleep(_RETRY_PAUSE)
-                self._retry = False
-                self.journal.rewind()
-            while self._publisher.is_connected and not self._retry:
-                batch = self.journal.take(_BATCH)
-                if not batch:
-                    break
-                try:
+            try:
+                await self._publish_retries()
+                while self._publisher.is_connected:
+                    batch = self.journal.take(_BATCH)
+                    if not batch:
+                        break
                     for record_id, payload in batch:
                         await self._publish(record_id, payload)
-                except BrokerUnavailable:
-                    break  # the broker supervisor rewinds and wakes us once it is back
-                await asyncio.sleep(0)
+                    await asyncio.sleep(0)
+            except BrokerUnavailable:
+                continue  # the broker supervisor rewinds and wakes us once it is back
+
+    async def _publish_retries(self) -> None:
+        """Publish the refused messages whose pause is over (declaring the topology again
+        first when a return said it lost a queue)."""
+        if not self._publisher.is_connected:
+            return
+        if self._refusals.redeclare_due:
+            try:
+                await self._publisher.redeclare()
+            except (BrokerError, TopologyConflict) as exc:
+                log.warning("%s: could not declare the topology again: %s", self.id, exc)
+        for token, message in self._refusals.take_due():
+            await self._publisher.publish(message, token)
 
     async def _publish(self, record_id: int, payload: bytes) -> None:
         try:
@@ -294,32 +313,54 @@ class ServerPipeline:
         metrics = self._metrics
         now = time.time()
         confirmed = []
+        refusals = self._refusals
         for result in results:
             token = result.token
             if result.outcome is Outcome.CONFIRMED:
                 confirmed.append(token.record_id)
+                refusals.confirmed(token.record_id)
                 key = (token.event, token.klass)
                 _child(self._published, metrics.events_published, self.id, key).inc()
                 metrics.publish_latency.observe(now - token.received_at)
             elif result.outcome is Outcome.FAILED:
                 metrics.publish_failed.labels(self.id).inc()
             else:
-                log.warning(
-                    "%s: broker %s %s (%s); it stays journalled and is published again",
-                    self.id,
-                    result.outcome.value,
-                    result.message.routing_key,
-                    result.reason,
-                )
                 counter = (
                     metrics.publish_nacked
                     if result.outcome is Outcome.NACKED
                     else metrics.publish_returned
                 )
                 counter.labels(self.id, token.event, token.klass).inc()
-                self._retry = True
+                verdict, attempts = refusals.refused(
+                    token.record_id,
+                    token,
+                    result.message,
+                    outcome=result.outcome.value,
+                    reason=result.reason,
+                    reply_code=result.reply_code,
+                    what=result.message.routing_key,
+                )
+                if verdict is Verdict.RETIRE:
+                    confirmed.append(token.record_id)
+                    self._retire(result, attempts)
         self.journal.ack_many(confirmed)
         self._work.set()
+
+    def _retire(self, result: PublishResult[Token], attempts: int) -> None:
+        """Give up on a message the broker refused every time: count it and announce it."""
+        token, message = result.token, result.message
+        self._metrics.publish_refused.labels(self.id, token.event, token.klass).inc()
+        if token.klass == "bridge" and token.event == BridgeStatus.REFUSED.value:
+            return  # announcing a refused announcement would go on forever
+        self._status(
+            BridgeStatus.REFUSED,
+            message_id=message.message_id,
+            event=token.event,
+            routing_key=message.routing_key,
+            outcome=result.outcome.value,
+            attempts=attempts,
+            reason=result.reason,
+        )
 
     async def housekeeping(self, interval: float = 1.0) -> None:
         """Apply the journal's limits, announce drops, refresh the journal gauges."""
@@ -340,6 +381,7 @@ class ServerPipeline:
                     first_record=dropped.first_id,
                     last_record=dropped.last_id,
                 )
+            self._refusals.flush_log()
             metrics.journal_depth.labels(self.id).set(self.journal.depth)
             metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
             await asyncio.sleep(interval)

@@ -48,6 +48,14 @@ STATUS_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "overflow": {"dropped": 10, "reason": "max_bytes", "first_record": 5, "last_record": 14},
     "resync": {},
+    "refused": {
+        "message_id": "pbx1:1795675153000:42",
+        "event": "Newchannel",
+        "routing_key": "pbx1.call.newchannel",
+        "outcome": "nacked",
+        "attempts": 6,
+        "reason": "nacked by the broker",
+    },
 }
 
 

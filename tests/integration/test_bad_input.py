@@ -75,7 +75,7 @@ async def test_wrong_ami_secret_with_retry_policy_backs_off_and_stays_up(
     assert WRONG_SECRET not in log
 
 
-async def test_broker_refusing_the_credentials_exits_1_naming_host_and_user(
+async def test_broker_refusing_the_credentials_exits_2_naming_host_and_user(
     amqp_url: str, amqp_names: AmqpNames, tmp_path: Path
 ) -> None:
     async with FakeAmiServer(users={"bridge": SECRET}) as pbx:
@@ -87,7 +87,7 @@ async def test_broker_refusing_the_credentials_exits_1_naming_host_and_user(
         )
         env = {"AMI_BRIDGE_AMI_SECRET": SECRET, "AMI_BRIDGE_AMQP_PASSWORD": WRONG_PASSWORD}
         async with BridgeProcess(args, tmp_path / "bridge.log", env) as bridge:
-            assert await bridge.wait(20) == 1
+            assert await bridge.wait(20) == 2
         assert pbx.connections == []  # nothing is read from AMI without a broker
     log = bridge.log()
     assert re.search(r"broker 127\.0\.0\.1:\d+ refused the login of user 'guest'", log)

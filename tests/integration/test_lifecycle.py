@@ -34,7 +34,7 @@ from tests.support.tcp_proxy import TcpProxy
 
 SERVER = "pbx1"
 _RETRY_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ERROR bridge\.service\.app: (.+); "
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) WARNING bridge\.publish\.failover: (.+); "
     r"retrying in ([\d.]+) s$",
     re.MULTILINE,
 )

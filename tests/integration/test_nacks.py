@@ -1,6 +1,7 @@
 """A broker that nacks: the refused messages stay journalled, are counted, and are
-published again until the broker takes them - never dropped.  A message published again
-can arrive after later ones that were confirmed meanwhile; ``seq`` restores the order."""
+published again until the broker takes them (within ``publish_refused_retries``).  A
+message published again can arrive after later ones that were confirmed meanwhile;
+``seq`` restores the order."""
 
 from __future__ import annotations
 
@@ -47,7 +48,13 @@ async def test_nacked_messages_are_counted_and_published_again(
         )
         await queue.bind(amqp_names.exchange, "#")
         settings = bridge_settings(
-            {SERVER: pbx.port}, amqp=amqp_url, exchange=amqp_names.exchange, journal_dir=tmp_path
+            {SERVER: pbx.port},
+            amqp=amqp_url,
+            exchange=amqp_names.exchange,
+            journal_dir=tmp_path,
+            # Enough retries that every message gets in (test_refusals retires them).
+            publish_refused_retries=100,
+            publish_refused_backoff=0.1,
         )
         stop = asyncio.Event()
         async with running_bridge(settings) as app:

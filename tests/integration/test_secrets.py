@@ -321,7 +321,7 @@ async def test_a_bridge_process_shows_no_secret_on_stderr(
         )
         env = {"AMI_BRIDGE_AMQP_PASSWORD": AMQP_PASSWORD, "AMI_BRIDGE_AMI_SECRET": AMI_SECRET}
         async with BridgeProcess(args, tmp_path / "refused-broker.log", env) as bridge:
-            assert await bridge.wait(15) == ExitCode.FAILURE
+            assert await bridge.wait(15) == ExitCode.CONFIG_ERROR
         broker_refused = bridge.log()
         assert "refused the login of user 'guest'" in broker_refused
 

@@ -319,7 +319,7 @@ async def test_a_refused_amqps_certificate_is_an_outage_retried_with_backoff(
             **FAST_BROKER_RETRY,
         )
         app = BridgeApp(settings)
-        with caplog.at_level(logging.ERROR, logger="bridge.service.app"):
+        with caplog.at_level(logging.WARNING, logger="bridge.publish.failover"):
             async with bridge_task(app) as task:
                 await wait_for(
                     lambda: len(failures(caplog, "retrying in")) >= 3, 10, "three retries"
@@ -332,7 +332,8 @@ async def test_a_refused_amqps_certificate_is_an_outage_retried_with_backoff(
     for record in failures(caplog, "retrying in"):
         message = record.getMessage()
         assert message.startswith(
-            f"broker {masked} unavailable: TLS handshake failed: certificate verification "
+            f"publishing: broker {masked} unavailable: TLS handshake failed: certificate "
+            "verification "
             f"failed: {why} (CERTIFICATE_VERIFY_FAILED); "
         )
         assert record.exc_info is None
