@@ -19,7 +19,9 @@ The process tunes its garbage collector as ``ami-bridge run`` does
 Phases (about 55 s in all by default on a 2-core machine):
 
 * **throughput**: the simulator far faster than the bridge can publish; events/s from the
-  first AMI read to the last confirm (the journal holds the backlog meanwhile);
+  first AMI read to the last confirm (the journal holds the backlog meanwhile); run twice,
+  without the history stream and then with ``<exchange>.stream`` bound (the product's
+  default), so the stream's cost is measured against a baseline of the same run;
 * **ceiling**: :func:`amqp_ceiling.plain_aio_pika`, a plain aio-pika loop publishing a
   body of the median rendered size with confirms, persistence and 1,000 in flight, plus
   the bridge's own publisher alone (:func:`amqp_ceiling.bridge_publisher`), no parsing;
@@ -64,7 +66,7 @@ from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.amqp import Outcome, PublishResult
 from bridge.publish.records import decode, encode_event
 from bridge.publish.routing import Router
-from bridge.publish.topology import declare_topology, unrouted_name
+from bridge.publish.topology import declare_topology, stream_name, unrouted_name
 from bridge.service.app import BridgeApp
 from bridge.service.render import Renderer
 from bridge.service.server import ServerPipeline, Token
@@ -206,8 +208,13 @@ class Phase:
     drain_s: float
 
 
-async def bridge_phase(url: str, rate: float, duration: float, seed: int) -> Phase:
-    """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed."""
+async def bridge_phase(
+    url: str, rate: float, duration: float, seed: int, *, stream: bool = False
+) -> Phase:
+    """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed.
+
+    ``stream`` lets the bridge declare and fill its history stream as well.
+    """
     exchange = f"bench.e2e.{uuid.uuid4().hex[:12]}"
     connection = await aio_pika.connect(url)
     try:
@@ -217,9 +224,9 @@ async def bridge_phase(url: str, rate: float, duration: float, seed: int) -> Pha
         await queue.bind(exchange, "#")
         try:
             with tempfile.TemporaryDirectory(prefix="ami-bridge-bench-") as journal:
-                return await _run_bridge(url, exchange, Path(journal), rate, duration, seed)
+                return await _run_bridge(url, exchange, Path(journal), rate, duration, seed, stream)
         finally:
-            for name in (f"{exchange}.queue", unrouted_name(exchange)):
+            for name in (f"{exchange}.queue", unrouted_name(exchange), stream_name(exchange)):
                 await channel.queue_delete(name)
             for name in (exchange, unrouted_name(exchange)):
                 await channel.exchange_delete(name)
@@ -228,7 +235,7 @@ async def bridge_phase(url: str, rate: float, duration: float, seed: int) -> Pha
 
 
 async def _run_bridge(
-    url: str, exchange: str, journal: Path, rate: float, duration: float, seed: int
+    url: str, exchange: str, journal: Path, rate: float, duration: float, seed: int, stream: bool
 ) -> Phase:
     async with AmiSource(rate, duration, seed) as source:
         settings = load_settings(
@@ -243,6 +250,7 @@ async def _run_bridge(
                 # The event path alone: no resync lists, no action requests.
                 "resync_actions": [],
                 "rpc_exchange": "",
+                "stream": stream,
             }
         )
         app = BridgeApp(settings)
@@ -314,6 +322,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     if throughput.peak_depth < WINDOW:
         print("  warning: the simulator, not the bridge, set the pace", flush=True)
+    streamed = await bridge_phase(
+        args.url, args.source_rate, args.events / args.source_rate, 1, stream=True
+    )
+    s = streamed.probe
+    print(
+        f"throughput with the history stream bound: {s.rate:,.0f} events/s end to end "
+        f"({s.rate / t.rate:.2f}x the run without it)",
+        flush=True,
+    )
 
     latency = await bridge_phase(args.url, 1000, args.latency_seconds, 2)
     steady = latency.probe
@@ -347,6 +364,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     return {
         "events_per_s": round(t.rate),
+        "events_per_s_with_stream": round(s.rate),
         "ceiling_events_per_s": round(ceiling.rate),
         "p50_ms": round(steady.percentile_ms(0.5), 2),
         "p99_ms": round(steady.percentile_ms(0.99), 2),

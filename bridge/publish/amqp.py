@@ -50,7 +50,12 @@ from bridge.publish.broker import (
     mask_url,
 )
 from bridge.publish.message import OutgoingMessage
-from bridge.publish.topology import DEFAULT_EXCHANGE, declare_topology
+from bridge.publish.topology import (
+    DEFAULT_EXCHANGE,
+    StreamRetention,
+    declare_stream,
+    declare_topology,
+)
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -112,6 +117,7 @@ class AmqpPublisher(Generic[T]):
         window: int = DEFAULT_WINDOW,
         tls: TlsOptions | None = None,
         connect_timeout: float = 10.0,
+        stream: StreamRetention | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -120,6 +126,8 @@ class AmqpPublisher(Generic[T]):
         self._connect_timeout = connect_timeout
         self.exchange = exchange
         self.window = window
+        #: The history stream's retention; None declares no stream.
+        self.stream = stream
         self.confirmed = self.nacked = self.returned = self.failed = 0
         self._link: _Link | None = None
         self._closed = False
@@ -157,7 +165,8 @@ class AmqpPublisher(Generic[T]):
             BrokerAuthError: the broker refused the user or virtual host.
             BrokerUnavailable: the broker cannot be reached or the handshake failed
                 (including a refused virtual host or an untrusted certificate).
-            TopologyConflict: the exchange or queue exists with other settings.
+            TopologyConflict: the exchange, a queue or the stream exists with other
+                settings.
             OSError: a TLS file cannot be read or is not a certificate or key.
         """
         if self._link is not None:
@@ -182,6 +191,8 @@ class AmqpPublisher(Generic[T]):
         try:
             channel = await connection.channel(publisher_confirms=True)
             await declare_topology(channel, self.exchange)
+            if self.stream is not None:
+                await declare_stream(channel, self.exchange, self.stream)
             raw = await channel.get_underlay_channel()
         except BaseException:
             await connection.close()

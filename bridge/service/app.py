@@ -49,6 +49,7 @@ class BridgeApp:
             exchange=settings.exchange,
             window=settings.publish_window,
             tls=tls,
+            stream=settings.stream_retention(),
         )
         servers = settings.resolved_servers()
         for server in servers:
