@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import yaml
 
+from bridge.events.cloudevents import with_cloudevents_headers
+
 __all__ = [
     "ASYNCAPI_FILE",
     "DEFAULT_EXCHANGE",
@@ -392,7 +394,7 @@ def asyncapi_document(
                 m.key: _rpc_message(m) if m.channel in rpc_kinds else _message(m) for m in messages
             },
             "messageTraits": {"AmiBridgeMessage": copy.deepcopy(_COMMON_TRAIT)},
-            "schemas": {"AmqpHeaders": copy.deepcopy(_AMQP_HEADERS)},
+            "schemas": {"AmqpHeaders": with_cloudevents_headers(copy.deepcopy(_AMQP_HEADERS))},
         },
     }
 

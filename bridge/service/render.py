@@ -5,7 +5,8 @@ same message id), which is what makes republishing after a restart safe to dedup
 Headers matching ``redact_headers`` are removed first (:mod:`bridge.service.redact`), so
 a replayed journal is redacted with the settings of the bridge that publishes it.  An
 event read by a state resync renders with ``"snapshot": true`` in its body and a
-``snapshot`` AMQP header set to true, on the routing key it would have anyway.
+``snapshot`` AMQP header set to true, on the routing key it would have anyway.  Every
+message also carries the ``cloudEvents_*`` headers of :mod:`bridge.events.cloudevents`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from bridge.events.cloudevents import event_attributes, invalid_attributes, status_attributes
 from bridge.events.envelope import SCHEMA_VERSION, encode, format_received_at, message_id
 from bridge.events.validation import (
     FieldError,
@@ -158,7 +160,14 @@ class Renderer:
             include_raw=self.include_raw,
             snapshot=record.snapshot,
         )
-        message = self._message(record, key, body, name, list(result.privilege))
+        mid = message_id(self.server, record.epoch, record.seq)
+        time_text = format_received_at(record.received_at)
+        if type(result) is Validated and klass != "invalid":
+            model = type(result.model)
+            cloud = event_attributes(self.server, mid, time_text, model, name, result.fields)
+        else:
+            cloud = invalid_attributes(self.server, mid, time_text)
+        message = self._message(record, key, body, name, list(result.privilege), cloud)
         return Rendered(message, klass, klass != "invalid", drift)
 
     def unrenderable(self, payload: bytes, error: BaseException) -> Rendered:
@@ -180,7 +189,13 @@ class Renderer:
             seq=record.seq,
             received_at=record.received_at,
         )
-        message = self._message(record, self._invalid_key(_NAMELESS), body, _NAMELESS, [])
+        cloud = invalid_attributes(
+            self.server,
+            message_id(self.server, record.epoch, record.seq),
+            format_received_at(record.received_at),
+        )
+        key = self._invalid_key(_NAMELESS)
+        message = self._message(record, key, body, _NAMELESS, [], cloud)
         return Rendered(message, "invalid", False)
 
     def _invalid_key(self, name: str) -> str:
@@ -197,23 +212,41 @@ class Renderer:
             self.server, record.epoch, record.seq, record.received_at, status, fields
         )
         key = self.router.bridge_key(BridgeStatus(status))
-        return Rendered(self._message(record, key, body, status, []), "bridge", True)
+        cloud = status_attributes(
+            self.server,
+            message_id(self.server, record.epoch, record.seq),
+            format_received_at(record.received_at),
+            status,
+        )
+        return Rendered(self._message(record, key, body, status, [], cloud), "bridge", True)
 
     def _message(
-        self, record: Record, key: str, body: bytes, event: str, privilege: list[str]
+        self,
+        record: Record,
+        key: str,
+        body: bytes,
+        event: str,
+        privilege: list[str],
+        cloud: dict[str, HeaderValue],
     ) -> OutgoingMessage:
-        """The AMQP message for ``record``: its id, time and headers come from the record."""
+        """The AMQP message for ``record``: its id, time and headers come from the record.
+
+        ``cloud`` holds the CloudEvents headers, and becomes the message's header dict.
+        """
         return OutgoingMessage(
             routing_key=key,
             body=body,
             message_id=message_id(self.server, record.epoch, record.seq),
             event=event,
             timestamp=int(record.received_at),
-            headers=self._headers(event, privilege, record),
+            headers=self._headers(event, privilege, record, cloud),
         )
 
-    def _headers(self, event: str, privilege: list[str], record: Record) -> dict[str, HeaderValue]:
-        headers: dict[str, HeaderValue] = {
+    def _headers(
+        self, event: str, privilege: list[str], record: Record, cloud: dict[str, HeaderValue]
+    ) -> dict[str, HeaderValue]:
+        headers = cloud
+        headers |= {
             "event": event,
             "server": self.server,
             "privilege": privilege,
