@@ -12,7 +12,8 @@ stream from a time or an offset, reporting each message's offset so a reader can
 Modules: ``messages`` (the models), ``sequence`` (duplicates and gaps), ``attempts``
 (retry counting), ``delivery`` (what happens to each message), ``topology`` (queues and
 dead letters), ``consumer`` (the connection and the loop), ``replay`` (the stream),
-``patterns`` (topic matching on the client), ``oneline`` (one-line rendering), ``errors``.
+``patterns`` (topic matching on the client), ``outcome`` (the event an action causes
+later, by ActionID), ``oneline`` (one-line rendering), ``errors``.
 """
 
 from bridge.consumer.consumer import Consumer, Handler
@@ -27,12 +28,14 @@ from bridge.consumer.messages import (
     parse_message,
 )
 from bridge.consumer.oneline import format_details, format_line
+from bridge.consumer.outcome import ActionOutcome, OutcomeEvent
 from bridge.consumer.patterns import TopicFilter, topic_matches
 from bridge.consumer.replay import Replayed, StreamReplay, StreamStart
 from bridge.consumer.sequence import BridgeGap, Duplicate, Report, SequenceGap, SequenceTracker
 from bridge.consumer.topology import QueuePlan, dead_letter_name
 
 __all__ = [
+    "ActionOutcome",
     "BridgeGap",
     "Consumer",
     "ConsumerError",
@@ -44,6 +47,7 @@ __all__ = [
     "InvalidMessage",
     "Message",
     "MessageError",
+    "OutcomeEvent",
     "QueuePlan",
     "Replayed",
     "Report",
