@@ -21,7 +21,8 @@ from bridge.consumer import ActionOutcome, EventMessage
 from bridge.events.rpc import ActionRequest
 from bridge.service.rpc_client import ActionClient
 from tests.cli.test_action import action
-from tests.integration.harness import SECRET, bridge_settings, running_bridge
+from tests.integration.harness import SECRET
+from tests.integration.test_rpc import serving
 from tests.support import AmqpNames, delete_names
 
 ORIGINATE = {
@@ -56,19 +57,8 @@ async def test_an_async_originate_and_its_originate_response_are_matched(
 ) -> None:
     async with AmiSimulator(port=0, secret=SECRET, rate=0) as pbx:
         pbx.originate_delay = 0.3
-        settings = bridge_settings(
-            {"pbx1": pbx.port},
-            amqp=amqp_url,
-            exchange=amqp_names.exchange,
-            journal_dir=tmp_path,
-            rpc_exchange=rpc_exchange,
-            rpc_enable=["Originate"],
-        )
-        async with running_bridge(settings) as app:
-            assert app.rpc is not None
-            await pbx.wait_for_sessions(1, 10)
-            async with asyncio.timeout(10):
-                await app.rpc.ready.wait()
+        enabled = {"rpc_enable": ["Originate"]}
+        async with serving(amqp_url, amqp_names.exchange, rpc_exchange, tmp_path, pbx, **enabled):
             outcome = ActionOutcome(amqp_url, server="pbx1", exchange=amqp_names.exchange)
             async with outcome, ActionClient(amqp_url, exchange=rpc_exchange) as client:
                 # Two clients using the same correlation value at once, and one without.
@@ -119,19 +109,8 @@ async def test_the_cli_waits_for_the_originate_response_and_prints_it(
     headers = ["Channel=PJSIP/101", "Context=from-internal", "Exten=200", "Priority=1"]
     async with AmiSimulator(port=0, secret=SECRET, rate=0) as pbx:
         pbx.originate_delay = 0.5
-        settings = bridge_settings(
-            {"pbx1": pbx.port},
-            amqp=amqp_url,
-            exchange=amqp_names.exchange,
-            journal_dir=tmp_path,
-            rpc_exchange=rpc_exchange,
-            rpc_enable=["Originate"],
-        )
-        async with running_bridge(settings) as app:
-            assert app.rpc is not None
-            await pbx.wait_for_sessions(1, 10)
-            async with asyncio.timeout(10):
-                await app.rpc.ready.wait()
+        enabled = {"rpc_enable": ["Originate"]}
+        async with serving(amqp_url, amqp_names.exchange, rpc_exchange, tmp_path, pbx, **enabled):
             answered, failed, not_async, not_originate = await asyncio.gather(
                 action("pbx1", "Originate", *headers, "--wait", "--correlation", "c1", *broker),
                 action("pbx1", "Originate", "Channel=Fail/9", "Exten=1", "--wait", *broker),
