@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/amqp_ceiling.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/headers.py
+	$(BIN)/python bench/replay.py
 
 schemas: $(STAMP)
 	$(BIN)/ami-bridge schemas

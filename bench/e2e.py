@@ -19,7 +19,9 @@ The process tunes its garbage collector as ``ami-bridge run`` does
 Phases (about 55 s in all by default on a 2-core machine):
 
 * **throughput**: the simulator far faster than the bridge can publish; events/s from the
-  first AMI read to the last confirm (the journal holds the backlog meanwhile);
+  first AMI read to the last confirm (the journal holds the backlog meanwhile); run twice,
+  without the history stream and then with ``<exchange>.stream`` bound (the product's
+  default), so the stream's cost is measured against a baseline of the same run;
 * **ceiling**: :func:`amqp_ceiling.plain_aio_pika`, a plain aio-pika loop publishing a
   body of the median rendered size with confirms, persistence and 1,000 in flight, plus
   the bridge's own publisher alone (:func:`amqp_ceiling.bridge_publisher`), no parsing;
@@ -65,7 +67,7 @@ from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.amqp import Outcome, PublishResult
 from bridge.publish.records import decode, encode_event
 from bridge.publish.routing import Router
-from bridge.publish.topology import declare_topology, unrouted_name
+from bridge.publish.topology import declare_topology, stream_name, unrouted_name
 from bridge.service.app import BridgeApp
 from bridge.service.render import Renderer
 from bridge.service.server import ServerPipeline, Token
@@ -215,11 +217,13 @@ async def bridge_phase(
     *,
     nodes: list[str] | None = None,
     quorum: bool = False,
+    stream: bool = False,
 ) -> Phase:
     """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed.
 
     ``nodes`` are the broker nodes the bridge is given (``url`` alone by default);
-    ``quorum`` makes the bound queue and the unrouted queue quorum queues.
+    ``quorum`` makes the bound queue and the unrouted queue quorum queues; ``stream`` lets
+    the bridge declare and fill its history stream as well.
     """
     exchange = f"bench.e2e.{uuid.uuid4().hex[:12]}"
     queue_type = "quorum" if quorum else "classic"
@@ -234,7 +238,14 @@ async def bridge_phase(
         try:
             with tempfile.TemporaryDirectory(prefix="ami-bridge-bench-") as journal:
                 return await _run_bridge(
-                    nodes or [url], exchange, Path(journal), rate, duration, seed, queue_type
+                    nodes or [url],
+                    exchange,
+                    Path(journal),
+                    rate,
+                    duration,
+                    seed,
+                    queue_type,
+                    stream,
                 )
         finally:
             await delete_topology(channel, exchange)
@@ -244,7 +255,7 @@ async def bridge_phase(
 
 async def delete_topology(channel: AbstractChannel, exchange: str) -> None:
     """Delete the queue, the unrouted queue and both exchanges of a bench run."""
-    for name in (f"{exchange}.queue", unrouted_name(exchange)):
+    for name in (f"{exchange}.queue", unrouted_name(exchange), stream_name(exchange)):
         await channel.queue_delete(name)
     for name in (exchange, unrouted_name(exchange)):
         await channel.exchange_delete(name)
@@ -258,6 +269,7 @@ async def _run_bridge(
     duration: float,
     seed: int,
     queue_type: str = "classic",
+    stream: bool = False,
 ) -> Phase:
     async with AmiSource(rate, duration, seed) as source:
         settings = load_settings(
@@ -273,6 +285,7 @@ async def _run_bridge(
                 # The event path alone: no resync lists, no action requests.
                 "resync_actions": [],
                 "rpc_exchange": "",
+                "stream": stream,
             }
         )
         app = BridgeApp(settings)
@@ -344,6 +357,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     if throughput.peak_depth < WINDOW:
         print("  warning: the simulator, not the bridge, set the pace", flush=True)
+    streamed = await bridge_phase(
+        args.url, args.source_rate, args.events / args.source_rate, 1, stream=True
+    )
+    s = streamed.probe
+    print(
+        f"throughput with the history stream bound: {s.rate:,.0f} events/s end to end "
+        f"({s.rate / t.rate:.2f}x the run without it)",
+        flush=True,
+    )
 
     latency = await bridge_phase(args.url, 1000, args.latency_seconds, 2)
     steady = latency.probe
@@ -377,6 +399,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     )
     return {
         "events_per_s": round(t.rate),
+        "events_per_s_with_stream": round(s.rate),
         "ceiling_events_per_s": round(ceiling.rate),
         "p50_ms": round(steady.percentile_ms(0.5), 2),
         "p99_ms": round(steady.percentile_ms(0.99), 2),

@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from bridge.ami.target import AmiTarget, parse_ami_url
 from bridge.publish.broker import TlsOptions, mask_url
+from bridge.publish.topology import StreamRetention
 
 ENV_PREFIX = "AMI_BRIDGE_"
 DEFAULT_AMI_URL = "ami://bridge@127.0.0.1:5038"
@@ -263,6 +264,17 @@ class Settings(BaseSettings):
         "patterns, e.g. *ChanVariable,*CallerIDName); they are removed before validation.",
     )
 
+    # -- history stream ------------------------------------------------------------------
+    stream: bool = Field(
+        True, description="Keep a replayable history in the stream <exchange>.stream."
+    )
+    stream_max_age: float = Field(
+        86400.0, gt=0, description="Oldest message the stream keeps (s, x-max-age)."
+    )
+    stream_max_bytes: int = Field(
+        1024**3, gt=0, description="Stream size cap (bytes, x-max-length-bytes)."
+    )
+
     # -- state resync after a (re)login -------------------------------------------------
     resync_actions: Annotated[list[str], NoDecode] = Field(
         default=[
@@ -379,6 +391,12 @@ class Settings(BaseSettings):
         if own is not None:
             return own
         return read_secret(self.ami_secret, self.ami_secret_file, "AMI secret")
+
+    def stream_retention(self) -> StreamRetention | None:
+        """The history stream's retention, or None when ``stream`` is off."""
+        if not self.stream:
+            return None
+        return StreamRetention(max_age=self.stream_max_age, max_bytes=self.stream_max_bytes)
 
     def amqp_tls(self) -> TlsOptions | None:
         """TLS options for an ``amqps://`` broker (None for ``amqp://``), checked now.

@@ -2,7 +2,9 @@
 
 Approach
 --------
-Each action gets a fresh ``ActionID`` (``amib-<n>``) and a pending entry keyed by it,
+Each action gets a fresh ``ActionID`` (``amib-<n>``, or ``amib-<n>/<tag>`` when the
+caller tags it, so that an event the action causes later, such as an async Originate's
+``OriginateResponse``, can be told apart) and a pending entry keyed by it,
 with a future for its :class:`ActionResult`.  A response resolves its entry; a list
 action (``EventList: start``) stays open and collects the events carrying its ActionID
 until the one with ``EventList: Complete``.  What answers no waiting action is handed
@@ -73,9 +75,14 @@ class PendingActions:
         self._pending: dict[str, _PendingAction] = {}
         self._flush = flush
 
-    def new_id(self) -> str:
-        """A fresh ActionID, never handed out before by this instance."""
-        return f"amib-{next(self._ids)}"
+    def new_id(self, tag: str | None = None) -> str:
+        """A fresh ActionID, never handed out before by this instance.
+
+        ``tag`` (no ``/`` in it) is appended after a ``/``: the number keeps two actions
+        with the same tag apart, and the bridge's untagged ids never hold a ``/``.
+        """
+        number = next(self._ids)
+        return f"amib-{number}/{tag}" if tag else f"amib-{number}"
 
     def expect(
         self, action_id: str, on_answer: AnswerHook | None = None

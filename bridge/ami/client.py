@@ -263,6 +263,7 @@ class AmiConnection:
         *,
         timeout: float,  # noqa: ASYNC109 - the deadline is part of the result (ActionTimeout)
         on_answer: AnswerHook | None = None,
+        action_tag: str | None = None,
     ) -> ActionResult:
         """Send ``action`` with a fresh ActionID and wait for its response.
 
@@ -270,7 +271,8 @@ class AmiConnection:
         events up to the ``EventList: Complete`` event.  ``Response: Error`` is returned,
         not raised: check :attr:`ActionResult.ok`.  ``on_answer`` gets the answer from
         the reader, synchronously, at its place in the event stream: after ``on_items``
-        had every event read before it, before any event read after it.
+        had every event read before it, before any event read after it.  ``action_tag``
+        goes into the ActionID (see :meth:`PendingActions.new_id`).
 
         Raises:
             ActionTimeout: the response (or the end of the list) did not arrive within
@@ -280,7 +282,7 @@ class AmiConnection:
         """
         if self._close_reason is not None:
             raise AmiConnectionError(str(self._close_reason))
-        action_id = self._actions.new_id()
+        action_id = self._actions.new_id(action_tag)
         data = serialize_action(action, headers, action_id=action_id)
         answer = self._actions.expect(action_id, on_answer)
         try:

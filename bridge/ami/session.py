@@ -168,6 +168,7 @@ class AmiSession:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the deadline is part of the result
         on_answer: AnswerHook | None = None,
+        action_tag: str | None = None,
     ) -> ActionResult:
         """Send an action on the current connection (see :meth:`AmiConnection.send_action`).
 
@@ -180,7 +181,9 @@ class AmiSession:
         if conn is None or conn.is_closed:
             raise AmiConnectionError(f"not connected to {self.target}")
         deadline = self._action_timeout if timeout is None else timeout
-        return await conn.send_action(action, headers, timeout=deadline, on_answer=on_answer)
+        return await conn.send_action(
+            action, headers, timeout=deadline, on_answer=on_answer, action_tag=action_tag
+        )
 
     async def run(self) -> None:
         """Connect and keep reconnecting until :meth:`stop`; returns after the stop.

@@ -9,6 +9,17 @@ handler, the way Asterisk's per-session thread does: a failed login's delay hold
 that session only.  Replies echo ``ActionID`` only when the request had a non-empty one,
 and every reply goes through :func:`~bridge.ami.protocol.serialize`.
 
+``Originate`` answers as ``action_originate`` in Asterisk's ``main/manager.c`` does: a
+missing ``Channel`` or one without a ``/`` is an error; with ``Async: true`` the answer
+is ``Originate successfully queued`` at once and, :attr:`originate_delay` seconds later,
+an ``OriginateResponse`` event (class ``call``) whose first header after ``Privilege``
+is the request's ``ActionID``, then ``Response: Success``, ``Channel``, ``Context`` and
+``Exten`` (or ``Application`` and ``Data``), ``Reason: 4`` (answered), ``Uniqueid`` and the
+caller id; without it, the same answer comes after the delay and no event.  A channel
+whose technology is ``Fail`` (``Fail/anything``) is not answered: the event says
+``Response: Failure`` with ``Reason: 0``, and a sync Originate answers
+``Originate failed``.
+
 List actions (``CoreShowChannels``, ``DeviceStateList``, ``ExtensionStateList``,
 ``QueueStatus``, ``PJSIPShowEndpoints``) answer as Asterisk does, in one write: a
 ``Response: Success`` with ``EventList: start``, the item events, then a ``...Complete``
@@ -123,6 +134,9 @@ class SessionActions:
     _clock: Callable[[], float]
     _started_at: float
     _traffic: TrafficGenerator
+    #: Seconds an Originate takes to be answered (how long the simulated call rings).
+    originate_delay: float = 0.05
+    _originated = 0
 
     def _notify(self) -> None:
         """Wake whoever waits for the set of logged-in sessions to change."""
@@ -202,6 +216,63 @@ class SessionActions:
         session.mask = mask
         session.send(_reply(request, "Success", ("Events", "On" if mask else "Off")))
 
+    async def _originate(self, session: SimulatorSession, request: Message) -> None:
+        channel = (request.get("Channel") or "").strip()
+        tech, slash, data = channel.partition("/")
+        if not channel:
+            session.send(_reply(request, "Error", ("Message", "Channel not specified")))
+            return
+        if not slash or not tech or not data:
+            session.send(_reply(request, "Error", ("Message", "Invalid channel")))
+            return
+        answered = tech.lower() != "fail"
+        asynchronous = (request.get("Async") or "").strip().lower() in ("true", "yes", "1", "on")
+        if not asynchronous:
+            await asyncio.sleep(self.originate_delay)
+            if answered:
+                session.send(
+                    _reply(request, "Success", ("Message", "Originate successfully queued"))
+                )
+            else:
+                session.send(_reply(request, "Error", ("Message", "Originate failed")))
+            return
+        session.send(_reply(request, "Success", ("Message", "Originate successfully queued")))
+        event = self._originate_response(request, channel, answered)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.originate_delay, self._send_event, session, event, PERMS["call"])
+
+    def _originate_response(self, request: Message, channel: str, answered: bool) -> list[Header]:
+        self._originated += 1
+        action_id = request.action_id
+        # manager.c prints the idtext ("ActionID: ...") first, when the request had one.
+        head: list[Header] = [("Event", "OriginateResponse"), ("Privilege", "call,all")]
+        if action_id:
+            head.append(("ActionID", action_id))
+        application = request.get("Application")
+        if application:
+            target = [("Application", application), ("Data", request.get("Data") or "")]
+        else:
+            target = [
+                ("Context", request.get("Context") or ""),
+                ("Exten", request.get("Exten") or ""),
+            ]
+        uniqueid = f"{int(self._clock())}.{1000 + self._originated}" if answered else "<unknown>"
+        return [
+            *head,
+            ("Response", "Success" if answered else "Failure"),
+            ("Channel", f"{channel}-{self._originated:08x}" if answered else channel),
+            *target,
+            ("Reason", "4" if answered else "0"),
+            ("Uniqueid", uniqueid),
+            ("CallerIDNum", "<unknown>"),
+            ("CallerIDName", "<unknown>"),
+        ]
+
+    @staticmethod
+    def _send_event(session: SimulatorSession, event: list[Header], mask: int) -> None:
+        if session.is_open() and session.logged_in and session.accepts(mask):
+            session.send(event)
+
     async def _core_show_channels(self, session: SimulatorSession, request: Message) -> None:
         items = [("CoreShowChannel", body) for body in self._traffic.show_channels()]
         complete = "CoreShowChannelsComplete"
@@ -238,6 +309,7 @@ _ACTIONS: dict[str, _Handler] = {
     "ping": SessionActions._ping,
     "events": SessionActions._events,
     "coreshowchannels": SessionActions._core_show_channels,
+    "originate": SessionActions._originate,
 }
 
 #: List actions modelled for Asterisk 22 only: request -> the whole answer.

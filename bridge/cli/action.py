@@ -10,9 +10,16 @@ The broker, its password and the exchange come from the same settings as the bri
 (flags, ``AMI_BRIDGE_*`` variables, the TOML file).  Without ``--timeout`` the client
 waits the bridge's ``rpc_timeout`` plus five seconds.
 
-Exit codes: 0 the action succeeded; 1 an error reply (printed like any reply), or the
+``--correlation VALUE`` sends the client's own value inside the ActionID
+(``amib-<n>/VALUE``); the reply's ``action_id`` is the ActionID the bridge used.
+``--wait`` (Originate only; it sends ``Async: true`` unless told otherwise) binds to the
+event exchange before sending, then waits up to ``--wait-timeout`` seconds for the
+``OriginateResponse`` carrying that ActionID and prints it after the reply.
+
+Exit codes: 0 the action succeeded (with ``--wait``: and the OriginateResponse says
+Success); 1 an error reply (printed like any reply), a failed origination, or the
 request could not be delivered (no bridge, no broker); 2 a usage error, nothing sent;
-3 no reply in time.
+3 no reply, or no OriginateResponse, in time.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import TextIO
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, settings_from_args
 from bridge.cli.run import configure_logging, new_event_loop
+from bridge.consumer import ActionOutcome, ConsumerError, OutcomeEvent
 from bridge.events.headers import add_value
 from bridge.events.rpc import ActionReply
 from bridge.publish.broker import BrokerError
@@ -58,7 +66,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds to wait for the reply (default: the bridge's rpc_timeout + 5)",
     )
+    parser.add_argument(
+        "--correlation",
+        default=None,
+        metavar="VALUE",
+        help="your own correlation value, sent inside the ActionID (letters, digits, ._:@-)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="Originate: wait for its OriginateResponse on the event exchange and print it",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=60.0,
+        help="seconds --wait waits for the OriginateResponse after the reply (default 60)",
+    )
     parser.add_argument("--amqp", default=None, help="broker URL (default: the bridge's)")
+    parser.add_argument(
+        "--events-exchange",
+        dest="exchange",
+        default=None,
+        help="event exchange --wait listens on (default: the bridge's exchange)",
+    )
     parser.add_argument(
         "--exchange",
         dest="rpc_exchange",
@@ -98,6 +129,7 @@ async def call(
     action: str,
     headers: dict[str, str | list[str]],
     timeout: float,  # noqa: ASYNC109 - the reply's deadline, passed on
+    correlation: str | None = None,
 ) -> ActionReply:
     """Connect, send the request, return the reply.
 
@@ -109,7 +141,54 @@ async def call(
         settings.amqp_url_with_password(), exchange=settings.rpc_exchange, tls=settings.amqp_tls()
     )  # amqp_tls() was checked by run()
     async with client:
-        return await client.call(server, action, headers, timeout=timeout)
+        return await client.call(server, action, headers, timeout=timeout, correlation=correlation)
+
+
+async def call_and_wait(
+    settings: Settings,
+    server: str,
+    headers: dict[str, str | list[str]],
+    timeout: float,  # noqa: ASYNC109 - the reply's deadline, passed on
+    wait_timeout: float,
+    correlation: str | None = None,
+) -> tuple[ActionReply, OutcomeEvent | None]:
+    """An Originate, and its OriginateResponse (None when the reply is an error).
+
+    Raises:
+        RpcClientError, BrokerError: as :func:`call`.
+        ConsumerError: the event exchange cannot be used.
+        TimeoutError: no OriginateResponse within ``wait_timeout`` seconds of the reply.
+    """
+    url = settings.amqp_url_with_password()
+    async with ActionOutcome(url, server=server, exchange=settings.exchange) as outcome:
+        reply = await call(settings, server, "Originate", headers, timeout, correlation)
+        if not reply.ok or reply.action_id is None:
+            return reply, None
+        return reply, await outcome.wait(reply.action_id, wait_timeout)
+
+
+def print_event(event: OutcomeEvent, out: TextIO) -> None:
+    """The event's body as JSON, like a reply."""
+    indent = 2 if out.isatty() else None
+    document = json.loads(event.body)
+    print(json.dumps(document, indent=indent, ensure_ascii=False), file=out, flush=True)
+
+
+def _async_headers(action: str, headers: dict[str, str | list[str]]) -> None:
+    """Check ``--wait`` fits the request; add ``Async: true`` when it is not given.
+
+    Raises:
+        ValueError: not an Originate, or an Originate that is not async.
+    """
+    if action.lower() != "originate":
+        raise ValueError("--wait is for Originate: other actions answer in their reply")
+    given = [key for key in headers if key.lower() == "async"]
+    if not given:
+        headers["Async"] = "true"
+    elif str(headers[given[0]]).lower() not in ("true", "yes", "1", "on"):
+        raise ValueError(
+            "--wait needs an async Originate (Async=true): a sync one has no OriginateResponse"
+        )
 
 
 def _usage_error(message: str) -> int:
@@ -121,7 +200,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         headers = parse_headers(args.headers)
-        prepare_request(args.server, args.action, headers)  # nothing invalid is sent
+        if args.wait:
+            _async_headers(args.action, headers)
+            if args.wait_timeout <= 0:
+                raise ValueError("--wait-timeout must be above 0")
+        # nothing invalid is sent
+        prepare_request(args.server, args.action, headers, args.correlation)
         settings.amqp_tls()  # an unusable CA file is a usage error, before connecting
     except (ConfigError, ValueError) as exc:
         return _usage_error(str(exc))
@@ -133,14 +217,34 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
     # aiormq logs a failed connect before raising it; the error is reported once, below.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    event: OutcomeEvent | None = None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
-            reply = runner.run(call(settings, args.server, args.action, headers, timeout))
+            if args.wait:
+                reply, event = runner.run(
+                    call_and_wait(
+                        settings, args.server, headers, timeout, args.wait_timeout, args.correlation
+                    )
+                )
+            else:
+                reply = runner.run(
+                    call(settings, args.server, args.action, headers, timeout, args.correlation)
+                )
         except NoReply as exc:
             print(f"ami-bridge action: {exc}", file=sys.stderr)
             return NO_REPLY
-        except (RpcClientError, BrokerError, OSError) as exc:
+        except TimeoutError:
+            print(
+                f"ami-bridge action: no OriginateResponse within {args.wait_timeout:g} s",
+                file=sys.stderr,
+            )
+            return NO_REPLY
+        except (RpcClientError, BrokerError, ConsumerError, OSError) as exc:
             print(f"ami-bridge action: {exc}", file=sys.stderr)
             return int(ExitCode.FAILURE)
     print_reply(reply, sys.stdout)
+    if event is not None:
+        print_event(event, sys.stdout)
+        succeeded = getattr(event.message.fields, "Response", None) == "Success"
+        return int(ExitCode.OK if succeeded else ExitCode.FAILURE)
     return int(ExitCode.OK if reply.ok else ExitCode.FAILURE)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.events.cloudevents import with_cloudevents_headers
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.schema import absent_not_null, model_schema
 
@@ -61,8 +62,9 @@ def amqp_headers(
 
 
 def amqp_headers_schema() -> dict[str, Any]:
-    """The JSON Schema of :class:`AmqpHeaders`, as the AsyncAPI document embeds it."""
+    """The JSON Schema of :class:`AmqpHeaders` and the CloudEvents headers beside them,
+    as the AsyncAPI document embeds it."""
     schema = model_schema(AmqpHeaders)
     schema.pop("title", None)
     absent_not_null(schema)
-    return schema
+    return with_cloudevents_headers(schema)

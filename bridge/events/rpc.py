@@ -11,7 +11,14 @@ AMI headers travel as a JSON object both ways: a key's value is a string, or a l
 strings when the key repeats (``Variable`` of Originate, ``Output`` of Command): the
 shape of a generic event's ``fields``.  In a reply each key keeps its first spelling,
 keys differing only in case are one key (AMI reads them so), and the bridge's own
-``ActionID`` is left out: the reply is matched by ``correlation_id``.
+``ActionID`` is left out of ``response``: the reply is matched by ``correlation_id``,
+and carries the ActionID the bridge sent in ``action_id``.
+
+A request may carry its own ``correlation`` value (letters, digits and ``._:@-``, 64 at
+most).  The bridge sends it inside the ActionID, as ``amib-<n>/<correlation>``: the
+number keeps two requests with the same value apart, and the bridge's own ActionIDs
+never hold a ``/``.  Events the action causes later carry that ActionID on the event
+exchange, as an async ``Originate``'s ``OriginateResponse`` does.
 
 :class:`ActionRequest` checks everything a request must be to reach a PBX: string values,
 at most :data:`MAX_HEADERS` header lines, keys and values within their byte limits
@@ -48,10 +55,17 @@ from bridge.ami.errors import LocalProtocolError
 from bridge.ami.protocol import CommandOutput, Header, Message, serialize
 from bridge.events.envelope import SCHEMA_VERSION
 from bridge.events.headers import add_value, replace_surrogates
-from bridge.events.schema import JSON_SCHEMA_DIALECT, contract_comment, model_schema
+from bridge.events.schema import (
+    CONTRACT_MAJOR,
+    JSON_SCHEMA_DIALECT,
+    contract_comment,
+    model_schema,
+    schema_id,
+)
 
 __all__ = [
     "ACTION_PATTERN",
+    "CORRELATION_PATTERN",
     "MAX_HEADERS",
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
@@ -77,6 +91,8 @@ MAX_KEY_BYTES = 64
 RESERVED_HEADERS = frozenset({"action", "actionid"})
 #: An AMI action name: a letter, then letters, digits or ``_`` (64 at most).
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+#: A client's correlation value: safe in an ActionID, and never holding its ``/``.
+CORRELATION_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
 
 #: AMI headers as JSON: a string per key, a list of strings when the key repeats.
 AmiHeaders = dict[str, str | list[str]]
@@ -161,6 +177,14 @@ class ActionRequest(BaseModel):
         json_schema_extra={"maxProperties": MAX_HEADERS},
     )
 
+    correlation: Annotated[StrictStr, Field(pattern=CORRELATION_PATTERN)] | SkipJsonSchema[None] = (
+        _omitted(
+            "The client's own correlation value (letters, digits, ._:@-; 64 at most); the "
+            "bridge sends it in the ActionID, amib-<n>/<correlation>, which the reply's "
+            "action_id and any event the action causes (OriginateResponse) carry."
+        )
+    )
+
     @model_validator(mode="after")
     def _check_headers(self) -> ActionRequest:
         pairs = list(self.header_pairs())
@@ -206,6 +230,10 @@ class ActionReply(BaseModel):
     ok: bool = Field(description="True when the PBX ran the action successfully.")
     server: str | SkipJsonSchema[None] = _omitted("The server id the request was routed to.")
     action: str | SkipJsonSchema[None] = _omitted("The action, as the bridge sent it.")
+    action_id: str | SkipJsonSchema[None] = _omitted(
+        "The ActionID the bridge sent (amib-<n>, or amib-<n>/<correlation>); events the "
+        "action causes later, such as an async Originate's OriginateResponse, carry it."
+    )
     response: AmiHeaders | SkipJsonSchema[None] = _omitted(
         "The PBX's response headers (without ActionID)."
     )
@@ -233,6 +261,7 @@ class ActionReply(BaseModel):
             ok=error is None,
             server=server,
             action=action,
+            action_id=response.action_id,
             response=headers_object(response),
             events=[headers_object(event) for event in result.events],
             complete=headers_object(result.complete) if result.complete is not None else None,
@@ -287,13 +316,10 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-_MAJOR = SCHEMA_VERSION.split(".", 1)[0]
-
-
 def _rpc_schema(model: type[BaseModel], name: str, title: str, text: str) -> dict[str, Any]:
     schema = model_schema(model)
     schema["$schema"] = JSON_SCHEMA_DIALECT
-    schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:rpc:{name}"
+    schema["$id"] = schema_id(f"rpc:{name}")
     schema["title"] = title
     schema["description"] = text
     schema["$comment"] = contract_comment()
@@ -322,5 +348,5 @@ def rpc_reply_schema() -> dict[str, Any]:
         "list action's events), or ok=false with an error code and message. Consumers "
         "must ignore keys they do not know.",
     )
-    schema["properties"]["schema_version"]["pattern"] = rf"^{_MAJOR}\.\d+\.\d+$"
+    schema["properties"]["schema_version"]["pattern"] = rf"^{CONTRACT_MAJOR}\.\d+\.\d+$"
     return schema

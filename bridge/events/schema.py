@@ -34,6 +34,7 @@ from bridge.events.envelope import SCHEMA_VERSION, CommonEnvelope, Envelope
 from bridge.events.status import STATUS_FIELDS, StatusMessage
 
 __all__ = [
+    "CONTRACT_MAJOR",
     "JSON_SCHEMA_DIALECT",
     "absent_not_null",
     "case_insensitive_pattern",
@@ -43,12 +44,13 @@ __all__ = [
     "generic_schema",
     "invalid_schema",
     "model_schema",
+    "schema_id",
     "status_schema",
 ]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-_MAJOR = SCHEMA_VERSION.split(".", 1)[0]
+CONTRACT_MAJOR = SCHEMA_VERSION.split(".", 1)[0]
 # Keys only event messages carry, and keys only invalid messages carry.
 _EVENT_ONLY = ("fields", "extra", "repeated", "chan_vars", "unparsed_lines")
 _INVALID_ONLY = ("errors",)
@@ -97,14 +99,19 @@ def case_insensitive_pattern(name: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
+def schema_id(suffix: str) -> str:
+    """The ``$id`` of a published schema: ``urn:ami-bridge:schema:<major>:<suffix>``."""
+    return f"urn:ami-bridge:schema:{CONTRACT_MAJOR}:{suffix}"
+
+
 def _with_contract(schema: dict[str, Any], id_suffix: str, title: str, text: str) -> None:
     """Add the identity and version keys of a published schema; pin the major version."""
     schema["$schema"] = JSON_SCHEMA_DIALECT
-    schema["$id"] = f"urn:ami-bridge:schema:{_MAJOR}:{id_suffix}"
+    schema["$id"] = schema_id(id_suffix)
     schema["title"] = title
     schema["description"] = text
     schema["$comment"] = contract_comment()
-    schema["properties"]["schema_version"]["pattern"] = rf"^{_MAJOR}\.\d+\.\d+$"
+    schema["properties"]["schema_version"]["pattern"] = rf"^{CONTRACT_MAJOR}\.\d+\.\d+$"
     absent_not_null(schema)
 
 

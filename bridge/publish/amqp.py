@@ -53,8 +53,10 @@ from bridge.publish.connection import broker_failure, node_name, open_connection
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.topology import (
     DEFAULT_EXCHANGE,
+    StreamRetention,
     TopologyConflict,
     UnroutedQueueDown,
+    declare_stream,
     declare_topology,
 )
 
@@ -135,6 +137,7 @@ class AmqpPublisher(Generic[T]):
         confirm_timeout: float = 15.0,
         on_alarm: Callable[[str | None], None] | None = None,
         unrouted_queue_type: str = "classic",
+        stream: StreamRetention | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -153,6 +156,8 @@ class AmqpPublisher(Generic[T]):
         self._nack_streak_since = 0.0
         self.exchange = exchange
         self.window = window
+        #: The history stream's retention; None declares no stream.
+        self.stream = stream
         self.confirmed = self.nacked = self.returned = self.failed = 0
         self._link: _Link | None = None
         self._closed = False
@@ -198,7 +203,8 @@ class AmqpPublisher(Generic[T]):
                 declare the topology.
             BrokerUnavailable: the broker cannot be reached, the handshake failed
                 (including an untrusted certificate), or it failed while declaring.
-            TopologyConflict: the exchange or queue exists with other settings.
+            TopologyConflict: the exchange, a queue or the stream exists with other
+                settings.
             OSError: a TLS file cannot be read or is not a certificate or key.
         """
         if self._link is not None:
@@ -245,6 +251,8 @@ class AmqpPublisher(Generic[T]):
             await declare_topology(
                 channel, self.exchange, unrouted_queue_type=self.unrouted_queue_type
             )
+            if self.stream is not None:
+                await declare_stream(channel, self.exchange, self.stream)
         except UnroutedQueueDown as e:
             log.warning("%s; publishing anyway, unrouted messages wait for that node", e)
         finally:

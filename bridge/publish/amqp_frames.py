@@ -10,7 +10,8 @@ bridge message hardly vary, so :class:`PublishEncoder` builds the frames itself:
 * the content header is packed with ``struct`` around the per-message fields, the
   constant properties (persistent, ``application/json``, ``app_id``) encoded once;
 * str, int and list-of-str header values take a direct path (the encoded pairs of
-  repeated strings are cached); any other value goes to pamqp.
+  repeated strings are cached, but for the headers in :data:`UNCACHED_HEADERS`, whose
+  value is new in every message); any other value goes to pamqp.
 
 The output equals what pamqp marshals for ``Basic.Publish`` + ``ContentHeader`` +
 ``ContentBody`` with the same properties.
@@ -27,7 +28,7 @@ from pamqp.encode import field_table, table_integer
 
 from bridge.publish.message import HeaderValue, OutgoingMessage
 
-__all__ = ["APP_ID", "CONTENT_TYPE", "PublishEncoder"]
+__all__ = ["APP_ID", "CONTENT_TYPE", "UNCACHED_HEADERS", "PublishEncoder"]
 
 APP_ID = "ami-bridge"
 CONTENT_TYPE = "application/json"
@@ -67,6 +68,9 @@ def _long_string(value: str) -> bytes:
 _pairs: dict[tuple[str, str], bytes] = {}
 _names: dict[str, bytes] = {}
 _MAX_CACHED = 4096
+#: Headers whose value changes with every message (the CloudEvents id, time and subject):
+#: caching their pairs would only churn the cache.
+UNCACHED_HEADERS = frozenset({"cloudEvents_id", "cloudEvents_time", "cloudEvents_subject"})
 
 
 def _name(key: str) -> bytes | None:
@@ -91,6 +95,12 @@ def _field_table(headers: dict[str, HeaderValue]) -> bytes:
     for key in sorted(headers):
         value = headers[key]
         if isinstance(value, str):
+            if key in UNCACHED_HEADERS:
+                name = _name(key)
+                if name is None:
+                    break
+                parts += (name, _long_string(value))
+                continue
             pair = _pairs.get((key, value))
             if pair is None:
                 name = _name(key)

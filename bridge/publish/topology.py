@@ -18,19 +18,30 @@ AMQP declarations are idempotent as long as the arguments match, so declaring on
 connect is safe.  If an exchange or queue already exists with other arguments, the broker
 closes the channel with PRECONDITION_FAILED; that becomes :class:`TopologyConflict`,
 which names the entity instead of surfacing a bare channel error.
+
+History: :func:`declare_stream` adds a stream queue, ``<exchange>.stream``, bound with
+``#``: an append-only log of every message that consumers read from any offset or time
+without taking anything away (see :mod:`bridge.consumer.replay`).  Its retention is
+the ``x-max-age`` and ``x-max-length-bytes`` queue arguments.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 __all__ = [
     "DEFAULT_EXCHANGE",
+    "StreamRetention",
     "TopologyConflict",
     "UnroutedQueueDown",
+    "declare_stream",
     "declare_topology",
+    "stream_name",
     "unrouted_name",
 ]
 
@@ -94,3 +105,53 @@ async def declare_topology(
             f"exchange {exchange!r} or {unrouted!r} (or queue {unrouted!r}) already exists "
             f"with other settings: {e}"
         ) from e
+
+
+def stream_name(exchange: str) -> str:
+    """The name of the stream that keeps the history of ``exchange``."""
+    return f"{exchange}.stream"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRetention:
+    """How much history the stream keeps: whichever limit is reached first applies.
+
+    RabbitMQ removes whole segments, so the stream holds a little more than either
+    limit before the oldest segment goes.
+    """
+
+    max_age: float
+    max_bytes: int
+
+    def arguments(self) -> dict[str, Any]:
+        """The stream's ``x-`` queue arguments."""
+        return {
+            "x-queue-type": "stream",
+            "x-max-age": f"{max(1, round(self.max_age))}s",
+            "x-max-length-bytes": self.max_bytes,
+        }
+
+
+async def declare_stream(
+    channel: AbstractChannel, exchange: str, retention: StreamRetention
+) -> AbstractQueue:
+    """Declare ``<exchange>.stream`` with ``retention`` and bind it to ``exchange`` with ``#``.
+
+    Call it after :func:`declare_topology`.  A stream bound with ``#`` receives every
+    message, so nothing is unrouted any more once it exists.
+
+    Raises:
+        TopologyConflict: the stream exists with other arguments (the broker has closed
+            ``channel``).
+        aiormq.exceptions.AMQPError: any other broker or connection failure.
+    """
+    name = stream_name(exchange)
+    try:
+        queue = await channel.declare_queue(name, durable=True, arguments=retention.arguments())
+    except aiormq.exceptions.ChannelPreconditionFailed as e:
+        raise TopologyConflict(
+            f"stream {name!r} already exists with other arguments than "
+            f"{retention.arguments()}: delete it or configure the same retention ({e})"
+        ) from e
+    await queue.bind(exchange, routing_key="#")
+    return queue

@@ -61,6 +61,7 @@ class BridgeApp:
             confirm_timeout=settings.amqp_confirm_timeout,
             on_alarm=self._on_alarm,
             unrouted_queue_type=settings.unrouted_queue_type,
+            stream=settings.stream_retention(),
         )
         servers = settings.resolved_servers()
         for server in servers:

@@ -5,7 +5,8 @@ same message id), which is what makes republishing after a restart safe to dedup
 Headers matching ``redact_headers`` are removed first (:mod:`bridge.service.redact`), so
 a replayed journal is redacted with the settings of the bridge that publishes it.  An
 event read by a state resync renders with ``"snapshot": true`` in its body and a
-``snapshot`` AMQP header set to true, on the routing key it would have anyway.
+``snapshot`` AMQP header set to true, on the routing key it would have anyway.  Every
+message also carries the ``cloudEvents_*`` headers of :mod:`bridge.events.cloudevents`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 from bridge.events.amqp_headers import amqp_headers
+from bridge.events.cloudevents import event_attributes, invalid_attributes, status_attributes
 from bridge.events.envelope import SCHEMA_VERSION, encode, format_received_at, message_id
 from bridge.events.validation import (
     FieldError,
@@ -165,7 +167,14 @@ class Renderer:
             include_raw=self.include_raw,
             snapshot=record.snapshot,
         )
-        message = self._message(record, key, body, name, list(result.privilege))
+        mid = message_id(self.server, record.epoch, record.seq)
+        time_text = format_received_at(record.received_at)
+        if type(result) is Validated and klass != "invalid":
+            model = type(result.model)
+            cloud = event_attributes(self.server, mid, time_text, model, name, result.fields)
+        else:
+            cloud = invalid_attributes(self.server, mid, time_text)
+        message = self._message(record, key, body, name, list(result.privilege), cloud)
         return Rendered(message, klass, klass != "invalid", drift)
 
     def unrenderable(self, payload: bytes, error: BaseException) -> Rendered:
@@ -187,7 +196,12 @@ class Renderer:
             seq=record.seq,
             received_at=record.received_at,
         )
-        message = self._message(record, self._invalid_key(_NAMELESS), body, "", [])
+        cloud = invalid_attributes(
+            self.server,
+            message_id(self.server, record.epoch, record.seq),
+            format_received_at(record.received_at),
+        )
+        message = self._message(record, self._invalid_key(_NAMELESS), body, "", [], cloud)
         return Rendered(message, "invalid", False)
 
     def _invalid_key(self, name: str) -> str:
@@ -204,23 +218,41 @@ class Renderer:
             self.server, record.epoch, record.seq, record.received_at, status, fields
         )
         key = self.router.bridge_key(BridgeStatus(status))
-        return Rendered(self._message(record, key, body, status, []), "bridge", True)
+        cloud = status_attributes(
+            self.server,
+            message_id(self.server, record.epoch, record.seq),
+            format_received_at(record.received_at),
+            status,
+        )
+        return Rendered(self._message(record, key, body, status, [], cloud), "bridge", True)
 
     def _message(
-        self, record: Record, key: str, body: bytes, event: str, privilege: list[str]
+        self,
+        record: Record,
+        key: str,
+        body: bytes,
+        event: str,
+        privilege: list[str],
+        cloud: dict[str, HeaderValue],
     ) -> OutgoingMessage:
-        """The AMQP message for ``record``: its id, time and headers come from the record."""
+        """The AMQP message for ``record``: its id, time and headers come from the record.
+
+        ``cloud`` holds the CloudEvents headers, and becomes the message's header dict.
+        """
         return OutgoingMessage(
             routing_key=key,
             body=body,
             message_id=message_id(self.server, record.epoch, record.seq),
             event=event,
             timestamp=int(record.received_at),
-            headers=self._headers(event, privilege, record),
+            headers=self._headers(event, privilege, record, cloud),
         )
 
-    def _headers(self, event: str, privilege: list[str], record: Record) -> dict[str, HeaderValue]:
-        return amqp_headers(
+    def _headers(
+        self, event: str, privilege: list[str], record: Record, cloud: dict[str, HeaderValue]
+    ) -> dict[str, HeaderValue]:
+        headers = cloud
+        headers |= amqp_headers(
             event=event,
             server=self.server,
             privilege=privilege,
@@ -228,3 +260,4 @@ class Renderer:
             seq=record.seq,
             snapshot=record.snapshot,
         )
+        return headers

@@ -72,6 +72,7 @@ class ActionRunner(Protocol):
         headers: HeaderInput = (),
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the deadline is part of the result
+        action_tag: str | None = None,
     ) -> ActionResult: ...
 
 
@@ -82,7 +83,9 @@ async def run_admitted(request: Admitted, runner: ActionRunner, deadline: float)
     """
     server, action = request.server, request.action
     try:
-        result = await runner.send_action(action, request.headers, timeout=deadline)
+        result = await runner.send_action(
+            action, request.headers, timeout=deadline, action_tag=request.correlation
+        )
     except ActionTimeout:
         message = f"no answer from the AMI of {server!r} within {deadline:g} s"
         return ActionReply.failure(ErrorCode.TIMEOUT, message, server=server, action=action)

@@ -62,9 +62,15 @@ class NoReply(RpcClientError):
 
 
 def prepare_request(
-    server: str, action: str, headers: Mapping[str, str | Sequence[str]] | None = None
+    server: str,
+    action: str,
+    headers: Mapping[str, str | Sequence[str]] | None = None,
+    correlation: str | None = None,
 ) -> tuple[str, ActionRequest]:
     """The routing key (``{server}.{action}``, lower case) and the validated request.
+
+    ``correlation`` is the client's own value for the ActionID (see
+    :class:`~bridge.events.rpc.ActionRequest`).
 
     Raises:
         ValueError: ``server`` is not a valid server id, or the request breaks the
@@ -73,7 +79,8 @@ def prepare_request(
     routing_key = f"{escape_segment(validate_server_id(server))}.{action.lower()}"
     values = {k: v if isinstance(v, str) else list(v) for k, v in (headers or {}).items()}
     try:
-        return routing_key, ActionRequest(action=action, headers=values)
+        request = ActionRequest(action=action, headers=values, correlation=correlation)
+        return routing_key, request
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc)) from None
 
@@ -185,10 +192,12 @@ class ActionClient:
         headers: Mapping[str, str | Sequence[str]] | None = None,
         *,
         timeout: float = 15.0,  # noqa: ASYNC109 - also the request's expiration
+        correlation: str | None = None,
     ) -> ActionReply:
         """Run ``action`` with ``headers`` on ``server`` through the bridge; its reply.
 
-        A reply with ``ok: false`` is returned, not raised.
+        A reply with ``ok: false`` is returned, not raised.  ``correlation`` goes into
+        the ActionID the bridge sends (the reply's ``action_id``).
 
         Raises:
             ValueError: the server id or the request is invalid (nothing was sent).
@@ -197,7 +206,7 @@ class ActionClient:
             BrokerUnavailable: the connection failed.
             RuntimeError: the client is not connected.
         """
-        routing_key, request = prepare_request(server, action, headers)
+        routing_key, request = prepare_request(server, action, headers, correlation)
         exchange = self._exchange
         if exchange is None:
             raise RuntimeError("the client is not connected: use 'async with ActionClient(...)'")

@@ -86,6 +86,8 @@ class Admitted:
     server: str
     action: str
     headers: tuple[Header, ...]
+    #: The client's own correlation value, to put into the ActionID.
+    correlation: str | None = None
 
 
 def server_keys(server_ids: Iterable[str]) -> dict[str, str]:
@@ -161,4 +163,4 @@ def admit(
         return ActionReply.failure(
             ErrorCode.NOT_ALLOWED, policy.refusal(requested), server=server, action=requested
         )
-    return Admitted(server, action, tuple(request.header_pairs()))
+    return Admitted(server, action, tuple(request.header_pairs()), request.correlation)

@@ -71,8 +71,9 @@ def child_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def tail(*args: str) -> AsyncIterator[Tail]:
-    """``python -m bridge tail ARGS``, ready (bound) on entry, killed if still running after."""
+async def tail(*args: str, ready_line: bytes = b"tail: bound ") -> AsyncIterator[Tail]:
+    """``python -m bridge tail ARGS``, ready (its first stderr line begins ``ready_line``) on
+    entry, killed if still running after."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -88,7 +89,7 @@ async def tail(*args: str) -> AsyncIterator[Tail]:
         assert process.stderr is not None
         async with asyncio.timeout(15):
             ready = await process.stderr.readline()
-        assert ready.startswith(b"tail: bound "), ready
+        assert ready.startswith(ready_line), ready
         yield Tail(process)
     finally:
         if process.returncode is None:

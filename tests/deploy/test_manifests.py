@@ -25,6 +25,7 @@ import pytest
 from bridge import __version__
 from bridge.cli import simulate
 from bridge.cli.main import COMMANDS
+from bridge.consumer import topic_matches
 from bridge.publish import topology
 from bridge.publish.routing import BridgeStatus, Router, event_class
 from bridge.service.metrics import Metrics
@@ -93,19 +94,6 @@ def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Sett
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return Settings()
-
-
-def _topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more."""
-
-    def match(words: list[str], parts: list[str]) -> bool:
-        if not words:
-            return not parts
-        if words[0] == "#":
-            return any(match(words[1:], parts[i:]) for i in range(len(parts) + 1))
-        return bool(parts) and words[0] in ("*", parts[0]) and match(words[1:], parts[1:])
-
-    return match(pattern.split("."), key.split("."))
 
 
 def _bytes(quantity: str) -> int:
@@ -345,9 +333,27 @@ def test_definitions_declare_the_bridge_topology_exactly_as_the_bridge_does() ->
     } in definitions()["bindings"]
 
 
+def test_definitions_declare_the_history_stream_as_the_bridge_does() -> None:
+    name = topology.stream_name(DEFAULT_EXCHANGE)
+    retention = Settings().stream_retention()
+    assert retention is not None
+    queue = _by_name("queues")[name]
+    assert (queue["durable"], queue["auto_delete"]) == (True, False)
+    assert queue["arguments"] == retention.arguments()
+    assert {
+        "source": DEFAULT_EXCHANGE,
+        "vhost": "/",
+        "destination": name,
+        "destination_type": "queue",
+        "routing_key": "#",
+        "arguments": {},
+    } in definitions()["bindings"]
+
+
 def test_consumer_queues_are_quorum_queues_that_dead_letter() -> None:
     exchanges = _by_name("exchanges")
     bound = {b["destination"] for b in definitions()["bindings"] if b["source"] == DEFAULT_EXCHANGE}
+    bound.discard(topology.stream_name(DEFAULT_EXCHANGE))  # the history, not a work queue
     assert {"calls", "registrations"} <= bound
     for name in bound:
         arguments = _by_name("queues")[name]["arguments"]
@@ -389,17 +395,19 @@ def test_bindings_catch_the_keys_the_bridge_publishes(key: str, queue: str) -> N
     routed_to = {
         b["destination"]
         for b in definitions()["bindings"]
-        if b["source"] == DEFAULT_EXCHANGE and _topic_matches(b["routing_key"], key)
+        if b["source"] == DEFAULT_EXCHANGE and topic_matches(b["routing_key"], key)
     }
-    assert routed_to == {queue}, key
+    # The history stream is bound with '#': it keeps every key, besides the work queue.
+    assert routed_to == {queue, topology.stream_name(DEFAULT_EXCHANGE)}, key
 
 
 def test_invalid_records_reach_no_example_queue() -> None:
     key = Router("pbx1").invalid_key("Newchannel")
     assert not any(
-        _topic_matches(b["routing_key"], key)
+        topic_matches(b["routing_key"], key)
         for b in definitions()["bindings"]
         if b["source"] == DEFAULT_EXCHANGE
+        and b["destination"] != topology.stream_name(DEFAULT_EXCHANGE)
     )
 
 

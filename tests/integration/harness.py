@@ -57,7 +57,7 @@ SECRET = "integration-s3cret"
 
 #: Resync and actions over the bus are off unless a test turns them on: they have tests of
 #: their own, and the others count exact message streams on exchanges they clean up.
-QUIET_FEATURES: dict[str, Any] = {"resync_actions": [], "rpc_exchange": ""}
+QUIET_FEATURES: dict[str, Any] = {"resync_actions": [], "rpc_exchange": "", "stream": False}
 
 
 def bridge_settings(
@@ -103,8 +103,12 @@ def run_args(
         args += ["--ami", f"{sid}=ami://bridge@127.0.0.1:{port}"]
     flags = {"metrics_port": 0, **QUIET_FEATURES, **flags}
     for name, value in flags.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+            continue
         text = ",".join(value) if isinstance(value, list) else str(value)
-        args += ["--" + name.replace("_", "-"), text]
+        args += [f"--{flag}", text]
     return args
 
 

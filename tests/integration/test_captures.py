@@ -53,7 +53,8 @@ def _without(mapping: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 def comparable(routing_key: str, headers: dict[str, Any], body: Body) -> tuple[Any, ...]:
     return (
         routing_key,
-        _without(headers, ("epoch", "seq")),
+        # The CloudEvents id and time carry the connection's epoch and read time too.
+        _without(headers, ("epoch", "seq", "cloudEvents_id", "cloudEvents_time")),
         _without(body, _CONNECTION_KEYS),
     )
 

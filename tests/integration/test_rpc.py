@@ -209,16 +209,22 @@ async def test_originate_is_refused_unless_enabled(
             ActionClient(amqp_url, exchange=rpc_exchange) as client,
         ):
             forwarded = await client.call("pbx1", "Originate", headers, timeout=5)
+            broken = await client.call(
+                "pbx1", "Originate", {**headers, "Channel": "PJSIP"}, timeout=5
+            )
 
     assert refused.error is not None
     assert refused.error.code is ErrorCode.NOT_ALLOWED
     assert refused.response is None  # the PBX never saw it
-    # Enabled, it reaches the PBX: the simulator knows no Originate and says so.
-    assert forwarded.error is not None
-    assert forwarded.error.code is ErrorCode.ACTION_FAILED
-    assert "Invalid/unknown command: Originate" in forwarded.error.message
+    # Enabled, it reaches the PBX, which answers it (sync: once the call is answered).
+    assert forwarded.ok, forwarded
     assert forwarded.response is not None
-    assert forwarded.response["Response"] == "Error"
+    assert forwarded.response["Message"] == "Originate successfully queued"
+    assert broken.error is not None
+    assert broken.error.code is ErrorCode.ACTION_FAILED
+    assert broken.error.message == "Invalid channel"
+    assert broken.response is not None
+    assert broken.response["Response"] == "Error"
 
 
 async def test_unknown_servers_and_malformed_requests_get_error_replies(

@@ -296,6 +296,7 @@ class ScriptedRunner:
     def __init__(self, outcome: ActionResult | BaseException) -> None:
         self.outcome = outcome
         self.sent: list[tuple[str, list[tuple[str, str]], float | None]] = []
+        self.tags: list[str | None] = []
 
     async def send_action(
         self,
@@ -303,8 +304,10 @@ class ScriptedRunner:
         headers: HeaderInput = (),
         *,
         timeout: float | None = None,  # noqa: ASYNC109
+        action_tag: str | None = None,
     ) -> ActionResult:
         self.sent.append((action, list(headers), timeout))  # type: ignore[arg-type]
+        self.tags.append(action_tag)
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         return self.outcome

@@ -24,7 +24,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AmqpNames:
-    """Names for one test: ``exchange`` (with its ``.unrouted`` pair) and a ``queue``."""
+    """Names for one test: ``exchange`` (with its ``.unrouted`` pair and its history
+    ``.stream``) and a ``queue``."""
 
     exchange: str
 
@@ -37,12 +38,16 @@ class AmqpNames:
         return f"{self.exchange}.unrouted"
 
     @property
+    def stream(self) -> str:
+        return f"{self.exchange}.stream"
+
+    @property
     def exchanges(self) -> tuple[str, ...]:
         return (self.exchange, self.unrouted)
 
     @property
     def queues(self) -> tuple[str, ...]:
-        return (self.queue, self.unrouted)
+        return (self.queue, self.unrouted, self.stream)
 
 
 @asynccontextmanager
