@@ -1,19 +1,19 @@
 """Shared fixtures: a RabbitMQ URL and per-test broker names that are cleaned up afterwards.
 
-``AMQP_URL`` selects a running broker (``amqp://guest:guest@127.0.0.1:5672/``); without
-it a throwaway RabbitMQ container is started through testcontainers, which needs Docker.
+The broker is ``AMQP_URL``, else the local one on 127.0.0.1:5672, else one this run
+starts (a private ``rabbitmq-server`` node or a container): see
+:mod:`tests.support.broker_choice`.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import quote
 
 import pytest
 
 from tests.support import AmqpNames, delete_names
+from tests.support.broker_choice import NoBroker, find_broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,20 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
-    """The broker the integration tests use: ``$AMQP_URL`` or a RabbitMQ container."""
-    url = os.environ.get("AMQP_URL")
-    if url:
-        yield url
-        return
+    """The broker the integration tests use (see :mod:`tests.support.broker_choice`).
+
+    Without one the run stops at the first integration test, with one line saying what
+    to install: a page of identical errors would hide it.
+    """
     try:
-        from testcontainers.community.rabbitmq import RabbitMqContainer
-    except ImportError:  # testcontainers before 4.9 kept it at the top level
-        from testcontainers.rabbitmq import RabbitMqContainer
-    with RabbitMqContainer() as broker:
-        host = broker.get_container_host_ip()
-        port = broker.get_exposed_port(broker.port)
-        vhost = "" if broker.vhost == "/" else quote(broker.vhost, safe="")
-        yield f"amqp://{broker.username}:{broker.password}@{host}:{port}/{vhost}"
+        with find_broker() as url:
+            yield url
+    except NoBroker as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture
