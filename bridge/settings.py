@@ -103,6 +103,31 @@ def check_server_id(value: str) -> str:
     return value
 
 
+_AMQP_SCHEMES = ("amqp", "amqps")
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
+def check_amqp_url(url: str) -> str:
+    """``url`` when it is a usable ``amqp://`` or ``amqps://`` broker URL.
+
+    Raises:
+        ValueError: it is not; the message shows the URL with its password masked.
+    """
+    shown = _USERINFO_PASSWORD.sub(r"\1***@", url)
+    parts = urlsplit(url)
+    if parts.scheme not in _AMQP_SCHEMES or not parts.netloc:
+        raise ValueError(
+            f"broker URL {shown!r} must look like amqp://user@host:5672/vhost (or amqps://)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"broker URL {shown!r} has no host")
+    try:
+        parts.port  # noqa: B018  # urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError(f"broker URL {shown!r} has a port that is not 1 to 65535") from None
+    return url
+
+
 def read_secret(value: SecretStr | None, file: Path | None, what: str) -> str | None:
     """The secret from its file when one is given, else from the value.
 
@@ -336,6 +361,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("amqp")
+    @classmethod
+    def _check_amqp_urls(cls, value: list[str]) -> list[str]:
+        return [check_amqp_url(url) for url in value]
 
     @model_validator(mode="after")
     def _check_servers(self) -> Settings:

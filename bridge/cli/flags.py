@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -83,5 +84,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         what = f"invalid setting {where}" if where else "invalid settings"
         raise ConfigError(f"{what}: {message}{more}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {config}: {exc}") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

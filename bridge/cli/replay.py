@@ -23,6 +23,7 @@ from bridge.ami.client import as_stream_item
 from bridge.ami.protocol import AmiParser, Banner, Event, Response
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, add_settings_arguments, settings_from_args
+from bridge.cli.pipes import silence_stdout
 from bridge.cli.run import configure_logging, new_event_loop
 from bridge.publish.records import decode, encode_event, encode_malformed
 from bridge.publish.routing import Router
@@ -130,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"ami-bridge replay: {invalid} message(s) went to the invalid route", file=sys.stderr)
     if not args.publish:
         out = sys.stdout.buffer
-        for rendered in all_rendered:
-            out.write(_line(rendered) + b"\n")
-        out.flush()
+        try:
+            for rendered in all_rendered:
+                out.write(_line(rendered) + b"\n")
+            out.flush()
+        except BrokenPipeError:  # the reader (``| head``) is gone: stop quietly
+            silence_stdout()
         return int(ExitCode.OK)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(_publish(all_rendered, settings, url, tls))

@@ -6,11 +6,23 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, add_settings_arguments, settings_from_args
 from bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from bridge.service.app import BridgeApp
+
+log = logging.getLogger("bridge.cli")
+
+
+class StartupError(Exception):
+    """The bridge cannot start with these settings on this host; one line for the operator."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,17 +62,66 @@ def quiet_gc() -> None:
     gc.set_threshold(young, middle, 100)
 
 
-def run_app(settings: Settings) -> int:
+def warn_missing_secrets(settings: Settings) -> None:
+    """One WARNING per PBX without an AMI secret: its logins can only fail."""
+    for server in settings.resolved_servers():
+        if settings.ami_secret_for(server) is None:
+            log.warning(
+                "%s: no AMI secret configured (set AMI_BRIDGE_AMI_SECRET_FILE or the "
+                "server's secret_file); Asterisk will refuse the login",
+                server.id,
+            )
+
+
+def warn_password_in_flag(args: argparse.Namespace) -> None:
+    """A password typed into ``--amqp`` shows in ``ps``: say where it belongs instead."""
+    if any(urlsplit(url).password for url in getattr(args, "amqp", None) or ()):
+        log.warning(
+            "the --amqp URL holds a password, which other users see in 'ps'; put it in "
+            "AMI_BRIDGE_AMQP_PASSWORD_FILE (or AMI_BRIDGE_AMQP_PASSWORD) instead"
+        )
+
+
+async def start_app(settings: Settings) -> BridgeApp:
+    """The bridge with its journals open and its probe port bound, ready to ``run()``.
+
+    Raises:
+        StartupError: a setting that cannot work here (an unwritable journal folder, a
+            port in use, an address not on this host); the message is one line.
+    """
+    from bridge.publish.journal import JournalError
     from bridge.service.app import BridgeApp
 
+    try:
+        app = BridgeApp(settings)
+    except (ValueError, JournalError) as exc:
+        raise StartupError(str(exc)) from None
+    if app.health is not None:
+        try:
+            await app.health.start()
+        except OSError as exc:
+            for pipeline in app.pipelines:
+                pipeline.journal.close()
+            # asyncio's message repeats the address; the errno's text says it all.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(
+                f"cannot serve /healthz and /metrics on {settings.metrics_host}:"
+                f"{settings.metrics_port}: {why} (see --metrics-host, --metrics-port; "
+                "0 turns them off)"
+            ) from None
+    return app
+
+
+def run_app(settings: Settings) -> int:
     quiet_gc()
 
     async def main() -> int:
         try:
-            app = BridgeApp(settings)
-        except ValueError as exc:
+            app = await start_app(settings)
+        except StartupError as exc:
             print(f"ami-bridge: {exc}", file=sys.stderr)
             return int(ExitCode.CONFIG_ERROR)
+        warn_missing_secrets(settings)
         return int(await app.run())
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
@@ -74,4 +135,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"ami-bridge: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
     configure_logging(settings.log_level)
+    warn_password_in_flag(args)
     return run_app(settings)

@@ -9,7 +9,8 @@ the schema-evolution test compares against; do that only when the contract's maj
 version changes.
 
 Without ``--out`` the folder is the checkout's ``schemas/`` when the package runs from
-a checkout (``pyproject.toml`` next to it), else ``./schemas``.
+a checkout (``pyproject.toml`` next to it), else ``./schemas``; ``--check`` without such
+a folder (an installed package, the container image) says it needs a checkout.
 """
 
 from __future__ import annotations
@@ -119,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     folder: Path = args.out or default_schema_dir()
     files = contract_files()
     if args.check:
+        if not folder.is_dir():
+            # An installed package (the container image) has no checkout to compare with.
+            print(
+                f"ami-bridge schemas: no folder {folder} to check: --check compares a "
+                "checkout's schemas/ (run it there, or give --out FOLDER)",
+                file=sys.stderr,
+            )
+            return int(ExitCode.CONFIG_ERROR)
         found = differences(folder, files)
         if not found:
             print(f"{folder}: {len(files)} files up to date")

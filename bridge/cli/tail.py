@@ -10,7 +10,7 @@ The broker and exchange come from the same settings as the bridge's (flags,
 ``AMI_BRIDGE_*`` variables, the TOML file), so the password can stay in
 ``AMI_BRIDGE_AMQP_PASSWORD_FILE``.  Nothing is declared but the queue: a missing
 exchange is an error rather than a new, empty one.  Gaps and unreadable bodies are
-reported on stderr.  Ctrl+C exits 0; an unusable broker exits 1 with a one-line reason.
+reported on stderr.  Ctrl+C and SIGTERM exit 0; an unusable broker exits 1 with a one-line reason.
 
 History: ``--since 10m`` (``s``, ``m``, ``h``, ``d``, or an RFC 3339 time such as
 ``2026-11-26T08:00:00Z``), ``--from-start`` and ``--offset N`` read the bridge's stream,
@@ -28,14 +28,16 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, settings_from_args
+from bridge.cli.pipes import silence_stdout
 from bridge.cli.run import configure_logging, new_event_loop
 from bridge.consumer import (
     Consumer,
@@ -227,6 +229,25 @@ def _describe(start: StreamStart) -> str:
     return f"the {start} message" if start != "first" else "the start"
 
 
+async def until_sigterm(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends or SIGTERM arrives: a stop, like Ctrl+C, not a failure."""
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not terminated.is_set():  # Ctrl+C, handled by the runner
+            raise
+        task.uncancel()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
@@ -241,15 +262,17 @@ def run(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
             runner.run(
-                tail(
-                    url,
-                    settings.exchange,
-                    args.patterns,
-                    as_json=args.json,
-                    track_gaps=args.gaps,
-                    start=start,
-                    until_now=args.until_now,
-                    offsets=args.offsets,
+                until_sigterm(
+                    tail(
+                        url,
+                        settings.exchange,
+                        args.patterns,
+                        as_json=args.json,
+                        track_gaps=args.gaps,
+                        start=start,
+                        until_now=args.until_now,
+                        offsets=args.offsets,
+                    )
                 )
             )
         except KeyboardInterrupt:
@@ -257,9 +280,7 @@ def run(args: argparse.Namespace) -> int:
         except ConsumerError as exc:
             print(f"ami-bridge tail: {exc}", file=sys.stderr)
             return int(ExitCode.FAILURE)
-        except BrokenPipeError:
-            # The reader (``| head``) is gone: stop quietly, and keep the interpreter's
-            # final flush of stdout from failing again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # the reader (``| head``) is gone: stop quietly
+            silence_stdout()
             return int(ExitCode.OK)
     return int(ExitCode.OK)

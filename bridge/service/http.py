@@ -42,6 +42,13 @@ class HealthServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Listen (once: a second call keeps the socket bound by the first).
+
+        Raises:
+            OSError: the address cannot be bound (a port in use, an address not on this host).
+        """
+        if self._server is not None:
+            return
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
         log.info("health and metrics on http://%s:%d", self._host, self.port)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -44,3 +47,25 @@ def test_an_unreadable_password_file_is_a_configuration_error(
     replay.add_arguments(parser)
     assert replay.run(parser.parse_args([str(CAPTURE), "--publish"])) == ExitCode.CONFIG_ERROR
     assert "AMQP password file" in capsys.readouterr().err
+
+
+def test_replay_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
+    """``ami-bridge replay FILE --stdout | head -3``: no BrokenPipeError traceback."""
+    big = Path(__file__).parent.parent / "fixtures" / "captures" / "calls-basic.ami"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "replay", str(big), "--stdout"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert process.stdout is not None
+    head = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()  # as head does after its third line
+    _, stderr = process.communicate(timeout=60)
+
+    assert all(orjson.loads(line)["routing_key"] for line in head)
+    assert process.returncode == ExitCode.OK
+    assert b"Traceback" not in stderr
+    assert b"BrokenPipe" not in stderr

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aio_pika
 import orjson
 import pytest
 
@@ -19,7 +20,7 @@ from bridge.ami.simulator import AmiSimulator
 from bridge.cli.tail import wants_colour
 from bridge.settings import ENV_PREFIX
 from tests.integration.harness import SECRET, bridge_settings, free_port, running_bridge
-from tests.support import AmqpNames
+from tests.support import AmqpNames, amqp_connection
 
 SERVER = "pbx7"
 TIME = r"\d{2}:\d{2}:\d{2}\.\d{3}"
@@ -52,9 +53,9 @@ class Tail:
                 f"{len(self.lines)} lines in {within} s: {self.lines[-5:]}"
             ) from None
 
-    async def interrupt(self) -> int:
-        """Ctrl+C, and the exit code."""
-        self.process.send_signal(signal.SIGINT)
+    async def interrupt(self, sig: signal.Signals = signal.SIGINT) -> int:
+        """Ctrl+C (or ``sig``), and the exit code."""
+        self.process.send_signal(sig)
         async with asyncio.timeout(10):
             return await self.process.wait()
 
@@ -189,6 +190,18 @@ async def test_tail_exits_1_when_the_exchange_does_not_exist(
 
     assert process.returncode == 1
     assert f"exchange '{amqp_names.exchange}' does not exist" in stderr.decode()
+
+
+async def test_tail_exits_0_quietly_on_sigterm(amqp_url: str, amqp_names: AmqpNames) -> None:
+    async with amqp_connection(amqp_url) as connection:
+        channel = await connection.channel()
+        await channel.declare_exchange(amqp_names.exchange, aio_pika.ExchangeType.TOPIC)
+    async with tail("--amqp", amqp_url, "--exchange", amqp_names.exchange) as t:
+        code = await t.interrupt(signal.SIGTERM)
+        stderr = await t._stderr()
+
+    assert code == 0
+    assert stderr == ""
 
 
 class _Terminal(io.StringIO):
