@@ -100,8 +100,7 @@ async def start_app(settings: Settings) -> BridgeApp:
         try:
             await app.health.start()
         except OSError as exc:
-            for pipeline in app.pipelines:
-                pipeline.journal.close()
+            await discard_app(app)
             # asyncio's message repeats the address; the errno's text says it all.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
@@ -110,6 +109,14 @@ async def start_app(settings: Settings) -> BridgeApp:
                 "0 turns them off)"
             ) from None
     return app
+
+
+async def discard_app(app: BridgeApp) -> None:
+    """Undo :func:`start_app` for a bridge that will not ``run()``."""
+    for pipeline in app.pipelines:
+        pipeline.journal.close()
+    if app.health is not None:
+        await app.health.stop()
 
 
 def run_app(settings: Settings) -> int:
