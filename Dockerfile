@@ -18,7 +18,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/ami-bridge
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bridge ./bridge
 # pip compiles the .pyc files here, at build time: the runtime image is read-only.
 RUN /opt/ami-bridge/bin/pip install --no-cache-dir . \

@@ -154,7 +154,7 @@ def test_oci_labels() -> None:
             args.update(instruction.pairs())
     assert labels["org.opencontainers.image.title"] == PYPROJECT["project"]["name"]
     assert labels["org.opencontainers.image.description"] == PYPROJECT["project"]["description"]
-    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert args["VERSION"] == __version__
     assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"

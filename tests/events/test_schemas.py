@@ -138,6 +138,18 @@ def test_the_cli_writes_checks_and_removes_stale_files(
     assert not (tmp_path / "events" / "Gone.json").exists()
 
 
+def test_check_without_a_schemas_folder_says_it_needs_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An installed package (the container image) has no schemas/ to compare with."""
+    monkeypatch.setattr("bridge.cli.schemas.default_schema_dir", lambda: tmp_path / "schemas")
+    assert main(["schemas", "--check"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert f"no folder {tmp_path / 'schemas'} to check" in lines[0]
+    assert "checkout" in lines[0]
+
+
 def test_the_cli_refreshes_the_baseline_with_the_json_schemas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
