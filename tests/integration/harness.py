@@ -270,6 +270,8 @@ class BridgeProcess:
     """``python -m bridge <args>`` as a child process, stderr kept in ``log_file``.
 
     The environment is the test's own without any ``AMI_BRIDGE_*`` variable, plus ``env``.
+    It runs in the folder of ``log_file`` (the test's temporary folder), so a default
+    relative path such as ``journal/`` never lands in the checkout.
     """
 
     def __init__(self, args: list[str], log_file: Path, env: Mapping[str, str] = {}) -> None:
@@ -290,6 +292,7 @@ class BridgeProcess:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
                 env=self.env,
+                cwd=self.log_file.parent,
             )
 
     @property
