@@ -25,7 +25,7 @@ from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from bridge.cli.flags import add_settings_arguments
+from bridge.cli.flags import add_settings_arguments, env_var, is_secret, value_text
 from bridge.settings import ENV_PREFIX, AmiServer, Settings
 
 REFERENCE_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -59,15 +59,6 @@ _SCALAR_NAMES: dict[Any, str] = {
     Path: "path",
     SecretStr: "secret",
 }
-
-
-def env_var(name: str) -> str:
-    """The environment variable of the setting ``name``."""
-    return ENV_PREFIX + name.upper()
-
-
-def _is_secret(annotation: Any) -> bool:
-    return annotation is SecretStr or SecretStr in get_args(annotation)
 
 
 def _without_none(annotation: Any) -> Any:
@@ -108,22 +99,11 @@ def type_text(field: FieldInfo) -> str:
     return f"{name}, {constraint}" if constraint else name
 
 
-def _value_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        # Lists are comma-separated in the environment, so that is how defaults read.
-        return ",".join(_value_text(item) for item in value)
-    return str(value)
-
-
 def default_text(field: FieldInfo) -> str:
     """The default column: empty for secrets, for ``None`` and for empty lists."""
-    if _is_secret(field.annotation) or field.is_required():
+    if is_secret(field.annotation) or field.is_required():
         return ""
-    text = _value_text(field.get_default(call_default_factory=True))
+    text = value_text(field.get_default(call_default_factory=True))
     return f"`{text}`" if text and text != "None" else ""
 
 

@@ -26,7 +26,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("bridge.cli.tail", "show the messages on the bus, live, one line each"),
     "healthcheck": ("bridge.cli.healthcheck", "exit 0 if the bridge's /healthz answers 200"),
     "action": ("bridge.cli.action", "run an AMI action on a PBX through the bridge"),
+    "config": ("bridge.cli.config", "print the effective settings and where each came from"),
 }
+
+DESCRIPTION = (
+    "ami-bridge reads the Asterisk Manager Interface (AMI) of one or more PBXs, journals "
+    "every event to disk and publishes it, typed and validated, as JSON to a RabbitMQ "
+    "topic exchange ({server}.{class}.{event}), retired only by a publisher confirm."
+)
+EPILOG = (
+    "Settings come from flags, AMI_BRIDGE_* environment variables or a TOML file "
+    "(--config); 'ami-bridge COMMAND --help' lists a command's, 'ami-bridge config' shows "
+    "the effective ones. Start with 'ami-bridge demo' (needs RabbitMQ on 127.0.0.1:5672)."
+)
 
 
 class _Command(Protocol):
@@ -39,7 +51,7 @@ def _load(name: str) -> _Command:
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ami-bridge", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="ami-bridge", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"ami-bridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if a in COMMANDS), None)
