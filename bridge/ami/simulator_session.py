@@ -27,6 +27,11 @@ event with ``EventList: Complete`` and ``ListItems``.  The state lists are model
 Asterisk 22 only; a legacy simulator answers them as unknown commands.  ``SIPpeers`` and
 ``IAXpeerlist`` are unknown too, as on an Asterisk without chan_sip and chan_iax2.
 
+``ListCommands`` answers as ``action_listcommands`` does: ``Response: Success`` (and the
+``ActionID``), then one header per action the simulator answers, ``Name: synopsis (Priv:
+classes)``, sorted without regard to case as Asterisk keeps its action list, with the
+synopses and privilege classes Asterisk 22 registers them with.
+
 :class:`SessionActions` is mixed into :class:`~bridge.ami.simulator.AmiSimulator`, which
 owns the connections; the attributes it needs from there are declared on the class.
 """
@@ -296,6 +301,12 @@ class SessionActions:
         message = "Queue status will follow"
         return _list_answer(request, message, items, "QueueStatusComplete", action_id_last=True)
 
+    async def _list_commands(self, session: SimulatorSession, request: Message) -> None:
+        names = [*_ACTIONS, *(() if self.legacy else _STATE_LISTS)]
+        listed = sorted((_COMMANDS[name] for name in names), key=lambda c: c[0].lower())
+        lines = [(name, f"{synopsis} (Priv: {priv})") for name, synopsis, priv in listed]
+        session.send(_reply(request, "Success", *lines))
+
     def _pjsip_show_endpoints(self, request: Message) -> list[list[Header]]:
         items = endpoint_items(self._traffic.phones())
         message = "A listing of Endpoints follows, presented as EndpointList events"
@@ -310,6 +321,35 @@ _ACTIONS: dict[str, _Handler] = {
     "events": SessionActions._events,
     "coreshowchannels": SessionActions._core_show_channels,
     "originate": SessionActions._originate,
+    "listcommands": SessionActions._list_commands,
+}
+
+#: Lower-case action -> (name, synopsis, privilege classes) as Asterisk 22 registers it.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "login": ("Login", "Login Manager.", "<none>"),
+    "challenge": ("Challenge", "Generate Challenge for MD5 Auth.", "<none>"),
+    "logoff": ("Logoff", "Logoff Manager.", "<none>"),
+    "ping": ("Ping", "Keepalive command.", "<none>"),
+    "events": ("Events", "Control Event Flow.", "<none>"),
+    "coreshowchannels": (
+        "CoreShowChannels",
+        "List currently active channels.",
+        "system,reporting",
+    ),
+    "originate": ("Originate", "Originate a call.", "originate"),
+    "listcommands": ("ListCommands", "List available manager commands.", "<none>"),
+    "devicestatelist": (
+        "DeviceStateList",
+        "List the current known device states.",
+        "call,reporting",
+    ),
+    "extensionstatelist": (
+        "ExtensionStateList",
+        "List the current known extension states.",
+        "call,reporting",
+    ),
+    "queuestatus": ("QueueStatus", "Show queue status.", "<none>"),
+    "pjsipshowendpoints": ("PJSIPShowEndpoints", "Lists PJSIP endpoints.", "system"),
 }
 
 #: List actions modelled for Asterisk 22 only: request -> the whole answer.

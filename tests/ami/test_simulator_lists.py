@@ -188,3 +188,39 @@ async def test_a_legacy_simulator_does_not_model_the_state_lists() -> None:
         channels = await conn.send_action("CoreShowChannels", timeout=3)
     assert [a.ok for a in answers] == [False] * len(LISTS)
     assert channels.ok
+
+
+async def test_list_commands_names_every_action_it_answers_as_asterisk_does() -> None:
+    """``action_listcommands`` in manager.c: one ``Name: synopsis (Priv: ...)`` per action."""
+    async with AmiSimulator(port=0, secret=SECRET, rate=0) as sim, logged_in(sim) as conn:
+        result = await conn.send_action("ListCommands", timeout=3)
+        unknown = await conn.send_action("SIPpeers", timeout=3)
+        # Those that need headers of their own (or end the session) are left out.
+        needs_more = ("Response", "ActionID", "Login", "Logoff", "Challenge", "Originate", "Events")
+        answered = {
+            name: (await conn.send_action(name, timeout=3)).ok
+            for name, _ in result.response.headers
+            if name not in needs_more
+        }
+    assert result.ok
+    assert result.events == []
+    commands = [(k, v) for k, v in result.response.headers if k not in ("Response", "ActionID")]
+    names = [name for name, _ in commands]
+    assert names == sorted(names, key=str.lower)
+    assert ("Ping", "Keepalive command. (Priv: <none>)") in commands
+    assert ("CoreShowChannels", "List currently active channels. (Priv: system,reporting)") in (
+        commands
+    )
+    assert set(LISTS) <= set(names)
+    assert "SIPpeers" not in names
+    assert not unknown.ok
+    assert all(answered.values()), answered  # everything listed is answered
+
+
+async def test_a_legacy_simulator_does_not_list_the_state_lists() -> None:
+    simulator = AmiSimulator(port=0, secret=SECRET, rate=0, legacy=True)
+    async with simulator as sim, logged_in(sim) as conn:
+        result = await conn.send_action("ListCommands", timeout=3)
+    names = {name for name, _ in result.response.headers}
+    assert "CoreShowChannels" in names
+    assert not names & set(LISTS)
