@@ -10,6 +10,12 @@ sends the actions of ``resync_actions`` one after another on the session and han
 item events of each answer (not its response, not its ``...Complete`` event) to a
 :class:`SnapshotSink`, which journals them flagged as snapshots.
 
+Before the plan, the runner asks ``ListCommands`` once (per run, so once per
+connection) and skips every action the PBX does not list: probing an action Asterisk
+lacks makes it raise a ``RequestBadFormat`` security event, at every login.  Asterisk
+lists only the actions the bridge's user may run, and running any other fails anyway.
+When ``ListCommands`` itself fails (an error, no answer in time), every action is tried.
+
 Each entry of the plan is ``A|B|C``: A is tried first; any failure (an error response,
 such as ``Invalid/unknown command`` from a PBX without that module, or no answer in
 time) moves on to B, and so on; the first that succeeds is used.  An entry none of
@@ -106,6 +112,34 @@ class EntryOutcome:
         return {"entry": self.entry, "action": self.action, "items": self.items}
 
 
+#: Headers of a ``ListCommands`` answer that are not action names.
+_NOT_ACTIONS = frozenset({"response", "actionid", "message", "eventlist"})
+
+
+def _ignore(result: ActionResult) -> None:
+    """The answer hook of an action whose answer journals nothing."""
+
+
+async def _offered_actions(send: SendAction) -> frozenset[str] | None:
+    """The lower-case names of the actions the PBX lists, or None when it does not say.
+
+    ``action_listcommands`` in manager.c answers one header per action,
+    ``Name: synopsis (Priv: classes)``, after ``Response`` and ``ActionID``.
+
+    Raises:
+        AmiConnectionError: the connection closed meanwhile.
+    """
+    try:
+        result = await send("ListCommands", on_answer=_ignore)
+    except (ActionTimeout, LocalProtocolError) as exc:
+        log.debug("ListCommands failed (%s): every resync action is tried", exc)
+        return None
+    if not result.ok:
+        return None
+    names = frozenset(name.lower() for name, _ in result.response.headers)
+    return names - _NOT_ACTIONS
+
+
 class ResyncRunner:
     """Runs one server's resync plan; one instance lives as long as its pipeline."""
 
@@ -126,10 +160,19 @@ class ResyncRunner:
         Raises:
             AmiConnectionError: the connection closed meanwhile (the rest is not run).
         """
-        return [await self._run_entry(alternatives, send, sink) for alternatives in self.plan]
+        if not self.plan:
+            return []
+        offered = await _offered_actions(send)
+        return [
+            await self._run_entry(alternatives, send, sink, offered) for alternatives in self.plan
+        ]
 
     async def _run_entry(
-        self, alternatives: Alternatives, send: SendAction, sink: SnapshotSink
+        self,
+        alternatives: Alternatives,
+        send: SendAction,
+        sink: SnapshotSink,
+        offered: frozenset[str] | None,
     ) -> EntryOutcome:
         entry = "|".join(alternatives)
         failures: list[str] = []
@@ -139,6 +182,9 @@ class ResyncRunner:
                 sink.journal_snapshot(result.events)
 
         for action in alternatives:
+            if offered is not None and action.lower() not in offered:
+                failures.append(f"{action}: not offered by the PBX")
+                continue
             try:
                 result = await send(action, on_answer=journal)
             except (ActionTimeout, LocalProtocolError) as exc:

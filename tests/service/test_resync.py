@@ -41,15 +41,29 @@ def answer(ok: bool, *items: str, message: str = "") -> ActionResult:
 UNKNOWN = answer(False, message="Invalid/unknown command: SIPpeers.")
 
 
+def commands(*names: str) -> ActionResult:
+    """A ``ListCommands`` answer as manager.c writes it: one header per action."""
+    listed = [(name, "Synopsis. (Priv: system,reporting)") for name in names]
+    return ActionResult(Response([("Response", "Success"), ("ActionID", "amib-1"), *listed]))
+
+
 class ScriptedSession:
-    """``send_action`` answering from a script: a result, an exception, or a gate to wait on."""
+    """``send_action`` answering from a script: a result, an exception, or a gate to wait on.
+
+    Unless the script says otherwise, ``ListCommands`` fails, so every action is tried, and
+    is counted in ``asked_for_commands`` rather than in ``sent``.
+    """
 
     def __init__(self, script: Mapping[str, ActionResult | BaseException | asyncio.Event]) -> None:
         self.script = script
         self.sent: list[str] = []
+        self.asked_for_commands = 0
         self.called = asyncio.Event()
 
     async def send_action(self, action: str, *, on_answer: AnswerHook) -> ActionResult:
+        if action == "ListCommands" and action not in self.script:
+            self.asked_for_commands += 1
+            return answer(False, message="Invalid/unknown command: ListCommands.")
         self.sent.append(action)
         self.called.set()
         outcome = self.script[action]
@@ -177,6 +191,79 @@ async def test_a_failing_entry_is_skipped_and_logged_once_across_resyncs(
             "(Fallback: Invalid/unknown command: SIPpeers.)",
         ),
     ]
+
+
+async def test_actions_the_pbx_does_not_list_are_never_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Probing an absent action makes Asterisk raise a RequestBadFormat security event."""
+    with caplog.at_level(logging.INFO, logger="bridge.service.resync"):
+        outcomes, session, sink = await run(
+            ["CoreShowChannels", "PJSIPShowEndpoints|SIPpeers|IAXpeerlist", "QueueStatus"],
+            {
+                "ListCommands": commands("Ping", "coreshowchannels", "PJSIPShowEndpoints"),
+                "CoreShowChannels": answer(True, "CoreShowChannel"),
+                "PJSIPShowEndpoints": answer(True, "EndpointList", "EndpointList"),
+            },
+        )
+    assert session.sent == ["ListCommands", "CoreShowChannels", "PJSIPShowEndpoints"]
+    assert outcomes == [
+        EntryOutcome("CoreShowChannels", "CoreShowChannels", 1),
+        EntryOutcome("PJSIPShowEndpoints|SIPpeers|IAXpeerlist", "PJSIPShowEndpoints", 2),
+        EntryOutcome("QueueStatus", None, 0),
+    ]
+    assert sink.calls == [("snapshot", "CoreShowChannel"), ("snapshot", *["EndpointList"] * 2)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "pbx1: resync skips QueueStatus, no action succeeded: QueueStatus: not offered by the PBX"
+    ]
+
+
+async def test_a_fallback_the_pbx_lists_is_used_without_probing_the_first() -> None:
+    outcomes, session, _ = await run(
+        ["PJSIPShowEndpoints|SIPpeers|IAXpeerlist"],
+        {"ListCommands": commands("SIPpeers"), "SIPpeers": answer(True, "PeerEntry")},
+    )
+    assert session.sent == ["ListCommands", "SIPpeers"]
+    assert outcomes == [EntryOutcome("PJSIPShowEndpoints|SIPpeers|IAXpeerlist", "SIPpeers", 1)]
+
+
+async def test_list_commands_is_asked_once_per_run_and_a_failure_tries_everything() -> None:
+    runner = ResyncRunner("pbx1", parse_resync_actions(["A", "B|C"]))
+    session = ScriptedSession({"A": answer(True), "B": UNKNOWN, "C": answer(True)})
+    for _ in range(2):  # two logins
+        await runner.run(session.send_action, RecordingSink())
+    assert session.asked_for_commands == 2
+    assert session.sent == ["A", "B", "C"] * 2
+    timeout = ScriptedSession({"ListCommands": ActionTimeout("no response"), "A": answer(True)})
+    await ResyncRunner("pbx1", [("A",)]).run(timeout.send_action, RecordingSink())
+    assert timeout.sent == ["ListCommands", "A"]
+    empty = ScriptedSession({})
+    assert await ResyncRunner("pbx1", []).run(empty.send_action, RecordingSink()) == []
+    assert empty.asked_for_commands == 0  # resync off: nothing is sent at all
+
+
+async def test_against_the_simulator_only_what_it_lists_is_sent() -> None:
+    from bridge.ami.simulator import AmiSimulator
+    from tests.ami.test_simulator_lists import SECRET, logged_in
+
+    sent: list[str] = []
+    async with AmiSimulator(port=0, secret=SECRET, rate=0) as sim, logged_in(sim) as conn:
+
+        async def send(action: str, *, on_answer: AnswerHook) -> ActionResult:
+            sent.append(action)
+            return await conn.send_action(action, timeout=3, on_answer=on_answer)
+
+        plan = parse_resync_actions(load_settings({}).resync_actions)
+        outcomes = await ResyncRunner("pbx1", plan).run(send, RecordingSink())
+    assert sent == [
+        "ListCommands",
+        "CoreShowChannels",
+        "DeviceStateList",
+        "ExtensionStateList",
+        "QueueStatus",
+        "PJSIPShowEndpoints",
+    ]
+    assert all(outcome.action is not None for outcome in outcomes)
 
 
 async def test_a_lost_connection_ends_the_run() -> None:
@@ -335,6 +422,7 @@ async def test_after_fully_booted_come_the_marker_the_snapshots_and_the_outcome(
         {"entry": "QueueStatus", "action": None, "items": 0},
     ]
     assert sent[2:] == [
+        "ListCommands",  # this fake PBX does not answer it: every action is tried
         "CoreShowChannels",
         "PJSIPShowEndpoints",
         "SIPpeers",
