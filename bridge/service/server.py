@@ -139,7 +139,9 @@ class ServerPipeline:
         # labels() costs more than the increment: one child per (event, class), kept.
         self._read: dict[tuple[str, str], Counter] = {}
         self._published: dict[tuple[str, str], Counter] = {}
-        metrics.ami_connected.labels(self.id).set(0)
+        #: (event, class) pairs read so far, whose counters exist at 0 (Metrics.add_event).
+        self._seen: set[tuple[str, str]] = set()
+        metrics.add_server(self.id)
 
     # -- reader side (called by the session, synchronously) ----------------------------
 
@@ -301,6 +303,9 @@ class ServerPipeline:
         metrics = self._metrics
         if klass == "bridge":
             return
+        if (event, klass) not in self._seen:
+            self._seen.add((event, klass))
+            metrics.add_event(self.id, event, klass)
         if klass == "invalid":
             metrics.events_invalid.labels(self.id, event).inc()
         else:
@@ -384,6 +389,7 @@ class ServerPipeline:
             self._refusals.flush_log()
             metrics.journal_depth.labels(self.id).set(self.journal.depth)
             metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
+            metrics.journal_bytes.labels(self.id).set(self.journal.pending_bytes)
             await asyncio.sleep(interval)
 
 
