@@ -35,6 +35,14 @@ from bridge.publish.journal import DropReason
 
 __all__ = ["Metrics"]
 
+#: The sample names of a metric family, by its type (a gauge's sample is its own name).
+_SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total",),
+    "info": ("_info",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+}
+
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: The default registry's process, platform and GC collectors, shared by every registry
@@ -167,6 +175,14 @@ class Metrics:
         for counter in (self.publish_nacked, self.publish_returned, self.publish_refused):
             counter.labels(server, event, klass)
         self.events_invalid.labels(server, event)
+
+    def exported_names(self) -> set[str]:
+        """Every sample name ``/metrics`` can show (for checking dashboards and alerts)."""
+        return {
+            family.name + suffix
+            for family in self.registry.collect()
+            for suffix in _SAMPLE_SUFFIXES.get(family.type, ("",))
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
