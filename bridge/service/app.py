@@ -80,6 +80,8 @@ class BridgeApp:
                 timeout=settings.rpc_timeout,
                 tls=tls,
                 heartbeat=settings.amqp_heartbeat,
+                # The publisher's loop reports the broker's outages; one report is enough.
+                quiet_outages=True,
             )
         self.health: HealthServer | None = None
         if settings.metrics_port:
@@ -142,6 +144,9 @@ class BridgeApp:
                     tasks.append(
                         group.create_task(self._run_session(pipeline), name=f"ami-{pipeline.id}")
                     )
+                    if self.settings.status_interval:
+                        status = pipeline.report_status(self.settings.status_interval)
+                        tasks.append(group.create_task(status, name=f"status-{pipeline.id}"))
                 await self._stop.wait()
                 await self._shutdown()
                 for task in tasks:
@@ -251,6 +256,8 @@ class BridgeApp:
         left = sum(p.journal.depth for p in self.pipelines)
         if left:
             log.warning("%d messages stay journalled and are published on the next start", left)
+        else:
+            log.info("every journalled message is confirmed; stopping")
         await self.publisher.close(
             grace=0 if self._force.is_set() else max(0.0, deadline - time.monotonic())
         )
