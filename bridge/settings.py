@@ -253,6 +253,12 @@ class Settings(BaseSettings):
         description="Type of the queue <exchange>.unrouted when the bridge creates it: quorum "
         "survives a cluster node (an existing queue keeps its type).",
     )
+    unrouted_max_length: int = Field(
+        100_000,
+        ge=0,
+        description="Messages <exchange>.unrouted keeps when the bridge creates it; beyond "
+        "that the oldest are dropped (x-overflow drop-head). 0: no cap.",
+    )
     routing_key: str = Field(
         "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
     )

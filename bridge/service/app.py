@@ -61,6 +61,7 @@ class BridgeApp:
             confirm_timeout=settings.amqp_confirm_timeout,
             on_alarm=self._on_alarm,
             unrouted_queue_type=settings.unrouted_queue_type,
+            unrouted_max_length=settings.unrouted_max_length,
             stream=settings.stream_retention(),
         )
         servers = settings.resolved_servers()
@@ -105,10 +106,17 @@ class BridgeApp:
             problems.append("broker not connected")
         elif self.publisher.blocked is not None:
             problems.append(f"broker blocks publishing: {self.publisher.blocked}")
-        if self.rpc is not None and self.rpc.running and not self.rpc.ready.is_set():
-            # Once it has given up (a conflicting exchange) events still flow: ready.
+        rpc = self.rpc
+        if rpc is not None and rpc.running and not rpc.ready.is_set():
             problems.append("action requests not consumed yet")
-        return (not problems, "; ".join(problems) or "ready")
+        if problems:
+            return False, "; ".join(problems)
+        if rpc is None:
+            return True, "ready"
+        if rpc.off_reason is not None:
+            # Given up (a conflicting exchange): events still flow, so the bridge is ready.
+            return True, f"ready; action requests are off: {rpc.off_reason}"
+        return True, f"ready; taking action requests on {rpc.exchange!r}"
 
     def _on_alarm(self, reason: str | None) -> None:
         self.metrics.broker_blocked.set(0 if reason is None else 1)

@@ -170,6 +170,8 @@ class RpcServer:
         self._lost_reason = ""
         #: Set once the queues are declared and consumed.
         self.ready = asyncio.Event()
+        #: Why :meth:`run` gave up taking requests (None while it has not).
+        self.off_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"RpcServer({mask_url(self._url)!r}, exchange={self.exchange!r})"
@@ -218,6 +220,7 @@ class RpcServer:
                     level = logging.DEBUG if self._quiet and not refused else logging.WARNING
                     log.log(level, "action requests: %s; reconnecting", why)
         except (TopologyConflict, OSError, ssl.SSLError) as exc:
+            self.off_reason = str(exc)
             log.error("action requests are off: %s", exc)
         finally:
             self.ready.clear()

@@ -322,7 +322,8 @@ def test_definitions_declare_the_bridge_topology_exactly_as_the_bridge_does() ->
     assert exchanges[unrouted]["durable"] is True
     assert exchanges[unrouted]["arguments"] == {}
     queue = _by_name("queues")[unrouted]
-    assert (queue["durable"], queue["auto_delete"], queue["arguments"]) == (True, False, {})
+    arguments = topology.unrouted_queue_arguments("classic", Settings().unrouted_max_length)
+    assert (queue["durable"], queue["auto_delete"], queue["arguments"]) == (True, False, arguments)
     assert {
         "source": unrouted,
         "vhost": "/",
@@ -420,9 +421,19 @@ def test_development_user_logs_in_with_the_example_password_and_owns_the_topolog
     assert hashlib.sha256(salt + password.encode()).digest() == digest
     (permission,) = definitions()["permissions"]
     assert permission["user"] == user["name"]
-    for names in (DEFAULT_EXCHANGE, topology.unrouted_name(DEFAULT_EXCHANGE), "amq.gen-x"):
+    actions = Settings().rpc_exchange
+    for names in (
+        DEFAULT_EXCHANGE,
+        topology.unrouted_name(DEFAULT_EXCHANGE),
+        "amq.gen-x",
+        actions,
+        topology.unrouted_name(actions),
+        f"{actions}.bridge-0123456789ab",
+    ):
         for access in ("configure", "write", "read"):
             assert re.match(permission[access], names), (access, names)
+    # Replies to action requests go through the default exchange.
+    assert re.match(permission["write"], "amq.default")
     amqp = urlsplit(_compose_env("ami-bridge")[f"{ENV_PREFIX}AMQP"])
     assert amqp.username == user["name"]
 
