@@ -28,7 +28,6 @@ from bridge.cli.main import COMMANDS
 from bridge.consumer import topic_matches
 from bridge.publish import topology
 from bridge.publish.routing import BridgeStatus, Router, event_class
-from bridge.service.metrics import Metrics
 from bridge.settings import (
     DEFAULT_EXCHANGE,
     DEFAULT_METRICS_PORT,
@@ -45,7 +44,9 @@ from . import (
     definitions,
     dockerfile_env,
     dockerfile_user,
+    exported_metric_names,
     kubernetes_objects,
+    metrics_in,
     yaml_documents,
 )
 
@@ -500,32 +501,16 @@ def test_compose_simulator_is_the_default_pbx_under_its_profile() -> None:
 # -- Prometheus alerts ----------------------------------------------------------------
 
 
-def _exported_metric_names() -> set[str]:
-    return Metrics().exported_names()
-
-
 def _rules() -> list[dict[str, Any]]:
     (doc,) = yaml_documents(DEPLOY / "prometheus" / "alerts.yml")
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
-def _metrics_in(expr: str) -> set[str]:
-    names: set[str] = set()
-
-    def visit(node: promql_parser.Expr) -> bool:
-        if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.add(node.name)
-        return True
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
-
-
 @pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule["alert"])
 def test_alert_rule_is_valid_promql_on_exported_metrics(rule: dict[str, Any]) -> None:
-    used = _metrics_in(rule["expr"])
+    used = metrics_in(rule["expr"])
     assert used
-    assert used <= _exported_metric_names(), used - _exported_metric_names()
+    assert used <= exported_metric_names(), used - exported_metric_names()
     if "for" in rule:
         promql_parser.parse_duration(rule["for"])
     assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -540,7 +525,7 @@ def test_the_alerts_cover_the_failure_modes() -> None:
     assert exprs["AmiBridgeJournalGrowing"].startswith("deriv(ami_bridge_journal_depth[10m]) > 0")
     assert rules["AmiBridgeJournalGrowing"]["for"] == "10m"
     assert exprs["AmiBridgeJournalOld"] == "ami_bridge_journal_oldest_age_seconds > 300"
-    assert _metrics_in(exprs["AmiBridgeInvalidEvents"]) == {
+    assert metrics_in(exprs["AmiBridgeInvalidEvents"]) == {
         "ami_bridge_events_invalid_total",
         "ami_bridge_events_read_total",
     }
