@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -38,10 +38,14 @@ def _formatter(fmt: LogFormat) -> logging.Formatter:
 
 
 def configure_logging(
-    level: str, *, library_level: str = "WARNING", fmt: LogFormat = "text"
+    level: str,
+    *,
+    library_level: str = "WARNING",
+    fmt: LogFormat = "text",
+    stream: TextIO | None = None,
 ) -> None:
-    """Log to stderr: the bridge's loggers at ``level``, the others at ``library_level``."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to ``stream`` (stderr): the bridge at ``level``, the others at ``library_level``."""
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(_formatter(fmt))
     root = logging.getLogger()
     for old in list(root.handlers):
