@@ -278,6 +278,12 @@ class Settings(BaseSettings):
         description="Type of the queue <exchange>.unrouted when the bridge creates it: quorum "
         "survives a cluster node (an existing queue keeps its type).",
     )
+    unrouted_max_length: int = Field(
+        100_000,
+        ge=0,
+        description="Messages <exchange>.unrouted keeps when the bridge creates it; beyond "
+        "that the oldest are dropped (x-overflow drop-head). 0: no cap.",
+    )
     routing_key: str = Field(
         "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
     )
@@ -346,7 +352,19 @@ class Settings(BaseSettings):
     metrics_port: int = Field(DEFAULT_METRICS_PORT, ge=0, le=65535, description="0 disables it.")
     shutdown_timeout: float = Field(10.0, gt=0, description="Seconds to drain on SIGTERM.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
+        "INFO", description="Log level of the bridge's own lines."
+    )
+    log_library_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="Log level of the libraries' lines (aiormq, aio_pika, asyncio)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per line, for log shippers."
+    )
+    status_interval: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds between status lines (per server: events read and published per "
+        "second, journal depth and age, broker state); 0 turns them off.",
     )
 
     @field_validator(

@@ -53,7 +53,9 @@ async def log_in(
             secret cannot be sent.
         AmiConnectionError, ActionTimeout: the connection failed meanwhile.
     """
-    user, host = conn.target.user, conn.target.host
+    target = conn.target
+    # host:port, as two PBXs may share a host.
+    user, host = target.user, str(target).partition("@")[2]
     password = reveal_secret(secret)
     headers: list[tuple[str, str]]
     if auth == "md5":

@@ -37,6 +37,7 @@ from bridge.ami.listener import Connected, Disconnected, ItemRouter, SessionList
 from bridge.ami.login import AuthMethod, SecretSource, log_in
 from bridge.ami.protocol import HeaderInput
 from bridge.ami.target import AmiTarget
+from bridge.logs import server_log
 from bridge.tls import PathLike, tls_client_context
 
 __all__ = [
@@ -105,11 +106,13 @@ class AmiSession:
         action_timeout: float = 10.0,
         logoff_timeout: float = 1.0,
         next_epoch: Callable[[], int] = next_unix_ms_epoch,
+        name: str | None = None,
     ) -> None:
         """Configure the session; nothing connects before :meth:`run`.
 
         ``events`` is the login event mask (``on``, ``off``, class names or a number).
         ``ca_file`` adds a CA bundle for ``amis://`` targets; verification is always on.
+        ``name`` (the server id) starts each log line of the session.
 
         Raises:
             ValueError: ``auth`` is unknown, ``ca_file`` is given for a plain target, or
@@ -120,6 +123,7 @@ class AmiSession:
         if ca_file is not None and not target.tls:
             raise ValueError(f"a CA file is only used with amis:// targets, not {target}")
         self.target = target
+        self._log = server_log(log, name)
         self._secret = secret
         self._listener = listener
         self._auth = auth
@@ -208,7 +212,7 @@ class AmiSession:
         finally:
             self._running = False
             self._finished.set()
-        log.info("AMI session to %s stopped", self.target)
+        self._log.info("AMI session to %s stopped", self.target)
 
     async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - bounds the shutdown
         """Log off (waiting briefly for ``Goodbye``), close, and let :meth:`run` return.
@@ -221,7 +225,7 @@ class AmiSession:
             try:
                 await conn.send_action("Logoff", timeout=min(self._logoff_timeout, timeout))
             except AmiError as exc:
-                log.debug("AMI Logoff on %s got no answer: %s", self.target, exc)
+                self._log.debug("AMI Logoff on %s got no answer: %s", self.target, exc)
             await conn.close("session stopped")
         self._stop_requested.set()
         if not self._running:
@@ -230,7 +234,7 @@ class AmiSession:
             async with asyncio.timeout(timeout):
                 await self._finished.wait()
         except TimeoutError:
-            log.warning("AMI session to %s did not stop within %g s", self.target, timeout)
+            self._log.warning("AMI session to %s did not stop within %g s", self.target, timeout)
 
     # -- the reconnect loop -----------------------------------------------------------
 
@@ -255,20 +259,24 @@ class AmiSession:
             reason = await self._connect_and_serve()
         except LoginFailed as exc:
             if not self._retry_on_login_failure:
-                log.error("%s; not retrying", exc)
+                self._log.error("%s; not retrying", exc)
                 raise
             delay = self._backoff.next_delay()
-            log.error("%s; retrying in %.2f s", exc, delay)
+            self._log.error("%s; retrying in %.2f s", exc, delay)
             return delay
         except _RECONNECT_ON as exc:
             delay = self._backoff.next_delay()
-            log.warning("AMI connection failed: %s; retrying in %.2f s", exc, delay)
+            self._log.warning("AMI connection failed: %s; retrying in %.2f s", exc, delay)
             return delay
         if self._stop_began.is_set():
             return 0.0
         delay = self._backoff.next_delay()
-        log.warning(
-            "AMI connection lost (epoch %s): %s; reconnecting in %.2f s", self._epoch, reason, delay
+        self._log.warning(
+            "AMI connection to %s lost (epoch %s): %s; reconnecting in %.2f s",
+            self.target,
+            self._epoch,
+            reason,
+            delay,
         )
         return delay
 
@@ -302,7 +310,7 @@ class AmiSession:
             self._logins += 1
             self._backoff.reset()
             version = banner.version if banner else None
-            log.info("AMI logged in to %s (AMI %s), epoch %d", self.target, version, epoch)
+            self._log.info("AMI logged in to %s (AMI %s), epoch %d", self.target, version, epoch)
             self._listener.on_connected(
                 Connected(epoch, self.target, banner.line if banner else None, version, time.time())
             )
@@ -320,5 +328,5 @@ class AmiSession:
             return reason
         finally:
             if router.held:
-                log.debug("discarding %d AMI items read before a failed login", router.held)
+                self._log.debug("discarding %d AMI items read before a failed login", router.held)
             await conn.close("session ended")

@@ -13,10 +13,13 @@ from urllib.parse import urlsplit
 
 from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, add_settings_arguments, settings_from_args
+from bridge.logs import configure_logging
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
     from bridge.service.app import BridgeApp
+
+__all__ = ["StartupError", "add_arguments", "configure_logging", "new_event_loop", "run", "run_app"]
 
 log = logging.getLogger("bridge.cli")
 
@@ -27,14 +30,6 @@ class StartupError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -141,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ami-bridge: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, library_level=settings.log_library_level, fmt=settings.log_format
+    )
     warn_password_in_flag(args)
     return run_app(settings)

@@ -53,6 +53,7 @@ from bridge.publish.connection import broker_failure, node_name, open_connection
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.topology import (
     DEFAULT_EXCHANGE,
+    DEFAULT_UNROUTED_MAX_LENGTH,
     StreamRetention,
     TopologyConflict,
     UnroutedQueueDown,
@@ -137,6 +138,7 @@ class AmqpPublisher(Generic[T]):
         confirm_timeout: float = 15.0,
         on_alarm: Callable[[str | None], None] | None = None,
         unrouted_queue_type: str = "classic",
+        unrouted_max_length: int = DEFAULT_UNROUTED_MAX_LENGTH,
         stream: StreamRetention | None = None,
     ) -> None:
         if window < 1:
@@ -148,6 +150,7 @@ class AmqpPublisher(Generic[T]):
         self.confirm_timeout = confirm_timeout
         self._on_alarm = on_alarm
         self.unrouted_queue_type = unrouted_queue_type
+        self.unrouted_max_length = unrouted_max_length
         #: The broker's reason while it blocks publishing (a resource alarm), else None.
         self.blocked: str | None = None
         self._blocked_at = 0.0
@@ -249,7 +252,10 @@ class AmqpPublisher(Generic[T]):
         channel = await connection.channel(publisher_confirms=False)
         try:
             await declare_topology(
-                channel, self.exchange, unrouted_queue_type=self.unrouted_queue_type
+                channel,
+                self.exchange,
+                unrouted_queue_type=self.unrouted_queue_type,
+                unrouted_max_length=self.unrouted_max_length,
             )
             if self.stream is not None:
                 await declare_stream(channel, self.exchange, self.stream)

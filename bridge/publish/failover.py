@@ -39,7 +39,9 @@ from bridge.ami.backoff import Backoff
 from bridge.publish.broker import BrokerError, BrokerRefused, mask_url
 
 __all__ = [
+    "LOUD_FAILURES",
     "PROBE_INTERVAL",
+    "REMINDER_INTERVAL",
     "BrokerEndpoints",
     "FailoverPolicy",
     "probe",
@@ -50,6 +52,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Failed attempts of one outage logged each as a WARNING; later ones are DEBUG lines.
+LOUD_FAILURES = 5
+#: Seconds between the WARNINGs that say an outage goes on, after the first attempts.
+REMINDER_INTERVAL = 60.0
 #: Seconds between probes of unreachable nodes while waiting out a backoff.
 PROBE_INTERVAL = 0.5
 _PROBE_TIMEOUT = 1.0
@@ -200,18 +206,26 @@ async def reconnect(
     stop: asyncio.Event,
     give_up: Callable[[BrokerError], bool] = lambda _error: False,
     ssl_context: ssl.SSLContext | None = None,
+    quiet: bool = False,
 ) -> T | None:
     """Call ``attempt(url)`` on node after node until one succeeds; None once ``stop`` is set.
 
-    Each failed attempt is one WARNING naming ``what``, the node, the reason and what
-    comes next (the next node, or the wait before the next round).  ``attempt`` raises
-    :class:`BrokerError` for the expected failures; one that ``give_up`` accepts is
-    raised again at once.
+    A failed attempt is one WARNING naming ``what``, the node, the reason and what comes
+    next (the next node, or the wait before the next round), for the first
+    :data:`LOUD_FAILURES` attempts; after that they are DEBUG lines, and a WARNING every
+    :data:`REMINDER_INTERVAL` seconds says the outage goes on, so a long outage is a few
+    lines.  With ``quiet`` (a second connection to the nodes another loop reports on)
+    only refusals are WARNINGs: an unreachable node is that other loop's to report.
+    ``attempt`` raises :class:`BrokerError` for the expected failures; one that
+    ``give_up`` accepts is raised again at once.
     """
+    loop = asyncio.get_running_loop()
+    failures, started = 0, loop.time()
+    reminded = started
     url, delay = policy.next_attempt()
     while not stop.is_set():
         if delay > 0:
-            url = await _wait_or_probe(policy, delay, stop, ssl_context) or url
+            url = await _wait_or_probe(policy, delay, stop, ssl_context, quiet=quiet) or url
             if stop.is_set():
                 return None
             policy.prefer(url)
@@ -221,6 +235,7 @@ async def reconnect(
             policy.failed(exc)
             if give_up(exc):
                 raise
+            failures += 1
             url, delay = policy.next_attempt()
             if delay > 0:
                 then = f"retrying in {delay:.1f} s"
@@ -228,15 +243,44 @@ async def reconnect(
                     then = f"every node failed; {then}"
             else:
                 then = f"trying {mask_url(url)}" if len(policy.urls) > 1 else "retrying"
-            log.warning("%s: %s; %s", what, exc, then)
+            now = loop.time()
+            if quiet and not isinstance(exc, BrokerRefused):
+                log.debug("%s: %s; %s", what, exc, then)
+            elif failures <= LOUD_FAILURES:
+                log.warning("%s: %s; %s", what, exc, then)
+            elif now - reminded >= REMINDER_INTERVAL:
+                reminded = now
+                log.warning(
+                    "%s: still failing after %d attempts in %.0f s: %s; %s",
+                    what,
+                    failures,
+                    now - started,
+                    exc,
+                    then,
+                )
+            else:
+                log.debug("%s: %s; %s", what, exc, then)
             continue
         policy.connected()
+        if failures > LOUD_FAILURES and not quiet:
+            log.info(
+                "%s: broker %s reached after %d failed attempts in %.0f s",
+                what,
+                mask_url(url),
+                failures,
+                loop.time() - started,
+            )
         return result
     return None
 
 
 async def _wait_or_probe(
-    policy: FailoverPolicy, delay: float, stop: asyncio.Event, ssl_context: ssl.SSLContext | None
+    policy: FailoverPolicy,
+    delay: float,
+    stop: asyncio.Event,
+    ssl_context: ssl.SSLContext | None,
+    *,
+    quiet: bool,
 ) -> str | None:
     """Wait ``delay`` seconds; return early with a node that started answering."""
     loop = asyncio.get_running_loop()
@@ -253,6 +297,10 @@ async def _wait_or_probe(
         answers = await asyncio.gather(*(probe(url, ssl_context) for url in candidates))
         for url, answered in zip(candidates, answers, strict=True):
             if answered:
-                log.info("broker %s answers again", mask_url(url))
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
+                    "broker %s answers again",
+                    mask_url(url),
+                )
                 return url
     return None

@@ -6,7 +6,10 @@ Events go to a durable topic exchange (``ami.events`` by default).  A message no
 matches must not vanish, so the exchange names an alternate exchange,
 ``<exchange>.unrouted``: a durable fanout exchange bound to a durable queue of the same
 name.  The broker then routes every unmatched message there, and a publisher confirm
-means "stored somewhere" even before any consumer has bound a queue.
+means "stored somewhere" even before any consumer has bound a queue.  Nobody may ever
+read that queue, so it keeps the newest 100,000 messages by default (``x-max-length``
+with ``x-overflow: drop-head``); a queue that exists without that cap is used as it is,
+with a WARNING saying how to cap it, rather than stopping the bridge.
 
 In a cluster the unrouted queue lives on one node (a classic queue) or on a majority of
 them (``unrouted_queue_type = "quorum"``, recommended there).  While a classic queue's
@@ -27,6 +30,7 @@ the ``x-max-age`` and ``x-max-length-bytes`` queue arguments.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 __all__ = [
     "DEFAULT_EXCHANGE",
+    "DEFAULT_UNROUTED_MAX_LENGTH",
     "StreamRetention",
     "TopologyConflict",
     "UnroutedQueueDown",
@@ -43,9 +48,14 @@ __all__ = [
     "declare_topology",
     "stream_name",
     "unrouted_name",
+    "unrouted_queue_arguments",
 ]
 
 DEFAULT_EXCHANGE = "ami.events"
+#: Messages the unrouted queue keeps by default; beyond it the oldest are dropped.
+DEFAULT_UNROUTED_MAX_LENGTH = 100_000
+
+log = logging.getLogger(__name__)
 
 
 class TopologyConflict(RuntimeError):
@@ -61,19 +71,34 @@ def unrouted_name(exchange: str) -> str:
     return f"{exchange}.unrouted"
 
 
+def unrouted_queue_arguments(queue_type: str, max_length: int) -> dict[str, Any]:
+    """The ``x-`` arguments of the unrouted queue: its type and its length cap (0: none)."""
+    arguments: dict[str, Any] = {}
+    if queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    if max_length:
+        arguments.update({"x-max-length": max_length, "x-overflow": "drop-head"})
+    return arguments
+
+
 async def declare_topology(
     channel: AbstractChannel,
     exchange: str = DEFAULT_EXCHANGE,
     *,
     unrouted_queue_type: str = "classic",
+    unrouted_max_length: int = DEFAULT_UNROUTED_MAX_LENGTH,
 ) -> AbstractExchange:
     """Declare the event exchange, its alternate exchange and the unrouted queue.
 
     Returns the event exchange.  Calling it again with the same names changes nothing.
+    The unrouted queue keeps at most ``unrouted_max_length`` messages, dropping the
+    oldest (0: no cap).  If it already exists with other arguments (one created before
+    the cap, or by hand), it is used as it is, with a WARNING that says how to cap it:
+    ``channel`` is reopened for that, and stays usable.
 
     Raises:
-        TopologyConflict: one of the entities exists with other settings (the broker has
-            closed ``channel``).
+        TopologyConflict: an exchange exists with other settings (the broker has closed
+            ``channel``).
         UnroutedQueueDown: the exchanges are declared but the unrouted queue's node is
             down (the broker has closed ``channel``).
         aiormq.exceptions.AMQPError: any other broker or connection failure.
@@ -89,22 +114,31 @@ async def declare_topology(
             durable=True,
             arguments={"alternate-exchange": unrouted},
         )
-        queue = await channel.declare_queue(
-            unrouted,
-            durable=True,
-            arguments={"x-queue-type": "quorum"} if unrouted_queue_type == "quorum" else None,
-        )
-        await queue.bind(alternate, routing_key="")
-        return events
+    except aiormq.exceptions.ChannelPreconditionFailed as e:
+        raise TopologyConflict(
+            f"exchange {exchange!r} or {unrouted!r} already exists with other settings: {e}"
+        ) from e
+    arguments = unrouted_queue_arguments(unrouted_queue_type, unrouted_max_length)
+    try:
+        queue = await channel.declare_queue(unrouted, durable=True, arguments=arguments or None)
     except aiormq.exceptions.ChannelNotFoundEntity as e:
         if "home node" not in str(e):
             raise
         raise UnroutedQueueDown(f"queue {unrouted!r} is unavailable: {e}") from e
     except aiormq.exceptions.ChannelPreconditionFailed as e:
-        raise TopologyConflict(
-            f"exchange {exchange!r} or {unrouted!r} (or queue {unrouted!r}) already exists "
-            f"with other settings: {e}"
-        ) from e
+        await channel.reopen()
+        queue = await channel.declare_queue(unrouted, passive=True)
+        log.warning(
+            "queue %r exists with other arguments than %s (%s); it is used as it is. To cap "
+            "it, delete it while it is empty (the bridge declares it again) or give it a "
+            "policy: max-length %d, overflow drop-head",
+            unrouted,
+            arguments,
+            e.args[0] if e.args else e,
+            unrouted_max_length or DEFAULT_UNROUTED_MAX_LENGTH,
+        )
+    await queue.bind(alternate, routing_key="")
+    return events
 
 
 def stream_name(exchange: str) -> str:

@@ -61,6 +61,7 @@ class BridgeApp:
             confirm_timeout=settings.amqp_confirm_timeout,
             on_alarm=self._on_alarm,
             unrouted_queue_type=settings.unrouted_queue_type,
+            unrouted_max_length=settings.unrouted_max_length,
             stream=settings.stream_retention(),
         )
         servers = settings.resolved_servers()
@@ -80,6 +81,8 @@ class BridgeApp:
                 timeout=settings.rpc_timeout,
                 tls=tls,
                 heartbeat=settings.amqp_heartbeat,
+                # The publisher's loop reports the broker's outages; one report is enough.
+                quiet_outages=True,
             )
         self.health: HealthServer | None = None
         if settings.metrics_port:
@@ -103,10 +106,17 @@ class BridgeApp:
             problems.append("broker not connected")
         elif self.publisher.blocked is not None:
             problems.append(f"broker blocks publishing: {self.publisher.blocked}")
-        if self.rpc is not None and self.rpc.running and not self.rpc.ready.is_set():
-            # Once it has given up (a conflicting exchange) events still flow: ready.
+        rpc = self.rpc
+        if rpc is not None and rpc.running and not rpc.ready.is_set():
             problems.append("action requests not consumed yet")
-        return (not problems, "; ".join(problems) or "ready")
+        if problems:
+            return False, "; ".join(problems)
+        if rpc is None:
+            return True, "ready"
+        if rpc.off_reason is not None:
+            # Given up (a conflicting exchange): events still flow, so the bridge is ready.
+            return True, f"ready; action requests are off: {rpc.off_reason}"
+        return True, f"ready; taking action requests on {rpc.exchange!r}"
 
     def _on_alarm(self, reason: str | None) -> None:
         self.metrics.broker_blocked.set(0 if reason is None else 1)
@@ -142,6 +152,9 @@ class BridgeApp:
                     tasks.append(
                         group.create_task(self._run_session(pipeline), name=f"ami-{pipeline.id}")
                     )
+                    if self.settings.status_interval:
+                        status = pipeline.report_status(self.settings.status_interval)
+                        tasks.append(group.create_task(status, name=f"status-{pipeline.id}"))
                 await self._stop.wait()
                 await self._shutdown()
                 for task in tasks:
@@ -251,6 +264,8 @@ class BridgeApp:
         left = sum(p.journal.depth for p in self.pipelines)
         if left:
             log.warning("%d messages stay journalled and are published on the next start", left)
+        else:
+            log.info("every journalled message is confirmed; stopping")
         await self.publisher.close(
             grace=0 if self._force.is_set() else max(0.0, deadline - time.monotonic())
         )

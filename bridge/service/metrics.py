@@ -3,13 +3,51 @@
 A registry per process object (rather than prometheus_client's global one) lets tests run
 several bridges side by side.  Per-label children are cached because ``labels()`` costs
 more than the increment itself on the publish path.
+
+Besides the bridge's own series the registry holds the process and platform collectors
+(``process_*``, ``python_*``) and ``ami_bridge_build_info{version}``.  No ``_created``
+series are exported: they doubled the sample count and no dashboard reads them.
+
+So that an ``increase()`` alert sees the first drop, reconnect or nack, every counter
+exists at 0 before it first moves: the per-server ones once the server is configured
+(:meth:`Metrics.add_server`), the per-event ones once that event is first read
+(:meth:`Metrics.add_event`), which is always before it can be nacked or returned.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
+
+from bridge import __version__
+from bridge.publish.journal import DropReason
 
 __all__ = ["Metrics"]
+
+#: The sample names of a metric family, by its type (a gauge's sample is its own name).
+_SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total",),
+    "info": ("_info",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+}
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: The default registry's process, platform and GC collectors, shared by every registry
+#: (they hold no state of their own: each scrape reads /proc and the interpreter).
+_RUNTIME_COLLECTORS: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -18,6 +56,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        for collector in _RUNTIME_COLLECTORS:
+            r.register(collector)
+        Info("ami_bridge_build", "The running ami-bridge", registry=r).info(
+            {"version": __version__}
+        )
         self.ami_connected = Gauge(
             "ami_bridge_ami_connected", "1 while logged in to the PBX's AMI", ["server"], registry=r
         )
@@ -105,6 +148,41 @@ class Metrics:
             ["server", "reason"],
             registry=r,
         )
+        self.journal_bytes = Gauge(
+            "ami_bridge_journal_bytes",
+            "Bytes on disk of the journalled messages not yet confirmed "
+            "(journal_max_bytes caps it)",
+            ["server"],
+            registry=r,
+        )
+
+    def add_server(self, server: str) -> None:
+        """Create the series of a configured server at 0, before anything happens to it."""
+        for metric in (
+            self.ami_connected,
+            self.ami_reconnects,
+            self.publish_failed,
+            self.journal_depth,
+            self.journal_oldest_age,
+            self.journal_bytes,
+        ):
+            metric.labels(server)
+        for reason in DropReason:
+            self.journal_dropped.labels(server, str(reason))
+
+    def add_event(self, server: str, event: str, klass: str) -> None:
+        """Create at 0 the counters of what can happen to an event once it has been read."""
+        for counter in (self.publish_nacked, self.publish_returned, self.publish_refused):
+            counter.labels(server, event, klass)
+        self.events_invalid.labels(server, event)
+
+    def exported_names(self) -> set[str]:
+        """Every sample name ``/metrics`` can show (for checking dashboards and alerts)."""
+        return {
+            family.name + suffix
+            for family in self.registry.collect()
+            for suffix in _SAMPLE_SUFFIXES.get(family.type, ("",))
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

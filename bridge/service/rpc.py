@@ -46,7 +46,13 @@ from bridge.ami.errors import ActionTimeout, AmiConnectionError, LocalProtocolEr
 from bridge.ami.protocol import HeaderInput
 from bridge.events.rpc import ActionReply, ErrorCode
 from bridge.publish.amqp_frames import APP_ID, CONTENT_TYPE
-from bridge.publish.broker import BrokerError, TlsOptions, describe_failure, mask_url
+from bridge.publish.broker import (
+    BrokerError,
+    BrokerRefused,
+    TlsOptions,
+    describe_failure,
+    mask_url,
+)
 from bridge.publish.connection import broker_failure, node_name, open_connection
 from bridge.publish.failover import BrokerEndpoints, FailoverPolicy, reconnect
 from bridge.publish.topology import TopologyConflict
@@ -121,6 +127,8 @@ class RpcServer:
         concurrency: requests running at once.
         heartbeat: the AMQP heartbeat in seconds (a silent broker is dropped after about
             three of them).
+        quiet_outages: log a lost or unreachable broker at DEBUG only, for a process whose
+            event publisher reports the same outage (refusals are WARNINGs still).
 
     ``await run()`` until ``await stop()``.
     """
@@ -136,6 +144,7 @@ class RpcServer:
         tls: TlsOptions | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         heartbeat: int = 60,
+        quiet_outages: bool = False,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = BrokerEndpoints((endpoints,))
@@ -149,6 +158,7 @@ class RpcServer:
         self._tls = tls
         self._concurrency = concurrency
         self._heartbeat = heartbeat
+        self._quiet = quiet_outages
         self.queue_name = f"{exchange}.bridge-{uuid.uuid4().hex[:12]}"
         self._channel: AbstractChannel | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -160,6 +170,8 @@ class RpcServer:
         self._lost_reason = ""
         #: Set once the queues are declared and consumed.
         self.ready = asyncio.Event()
+        #: Why :meth:`run` gave up taking requests (None while it has not).
+        self.off_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"RpcServer({mask_url(self._url)!r}, exchange={self.exchange!r})"
@@ -183,15 +195,19 @@ class RpcServer:
         try:
             while not self._stop.is_set():
                 connection = await reconnect(
-                    self._failover, self._open, what="action requests", stop=self._stop
+                    self._failover,
+                    self._open,
+                    what="action requests",
+                    stop=self._stop,
+                    quiet=self._quiet,
                 )
                 if connection is None:
                     return
-                why = ""
+                why, refused = "", False
                 try:
                     await self._serve(connection)
                 except BrokerError as exc:  # refused or failed while declaring or consuming
-                    why = str(exc)
+                    why, refused = str(exc), isinstance(exc, BrokerRefused)
                 finally:
                     self._channel = None
                     with contextlib.suppress(*BROKER_ERRORS, RuntimeError):
@@ -201,8 +217,10 @@ class RpcServer:
                     why = f"connection to broker {node_name(self._url)} lost: {self._lost_reason}"
                 if why and not self._stop.is_set():
                     self._failover.lost()
-                    log.warning("action requests: %s; reconnecting", why)
+                    level = logging.DEBUG if self._quiet and not refused else logging.WARNING
+                    log.log(level, "action requests: %s; reconnecting", why)
         except (TopologyConflict, OSError, ssl.SSLError) as exc:
+            self.off_reason = str(exc)
             log.error("action requests are off: %s", exc)
         finally:
             self.ready.clear()

@@ -33,6 +33,7 @@ from bridge.ami.errors import AmiConnectionError
 from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event, Malformed
 from bridge.ami.session import AmiSession
+from bridge.logs import ServerLog
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
 from bridge.publish.broker import BrokerError, BrokerUnavailable
 from bridge.publish.journal import Journal
@@ -90,6 +91,7 @@ class ServerPipeline:
         metrics: Metrics,
     ) -> None:
         self.id = server.id
+        self._log = ServerLog(log, server.id)
         self._publisher = publisher
         self._metrics = metrics
         self._renderer = Renderer(
@@ -109,6 +111,7 @@ class ServerPipeline:
             server.target,
             partial(_read_secret, settings, server),
             self,
+            name=server.id,
             auth=server.auth or settings.ami_auth,
             events=settings.ami_events,
             retry_on_login_failure=settings.ami_on_login_failure == "retry",
@@ -136,10 +139,27 @@ class ServerPipeline:
             backoff=settings.publish_refused_backoff,
         )
         self._first_unread = self.journal.acked_through + 1
+        self._log_inherited_backlog()
+        #: Events read and messages confirmed so far (for the status line).
+        self.read_count = 0
+        self.published_count = 0
         # labels() costs more than the increment: one child per (event, class), kept.
         self._read: dict[tuple[str, str], Counter] = {}
         self._published: dict[tuple[str, str], Counter] = {}
-        metrics.ami_connected.labels(self.id).set(0)
+        #: (event, class) pairs read so far, whose counters exist at 0 (Metrics.add_event).
+        self._seen: set[tuple[str, str]] = set()
+        metrics.add_server(self.id)
+
+    def _log_inherited_backlog(self) -> None:
+        journal = self.journal
+        if journal.depth:
+            self._log.info(
+                "%d messages (%s) journalled by the last run, the oldest %s old, "
+                "are published before new events",
+                journal.depth,
+                _size(journal.pending_bytes),
+                _duration(journal.oldest_age() or 0.0),
+            )
 
     # -- reader side (called by the session, synchronously) ----------------------------
 
@@ -184,7 +204,7 @@ class ServerPipeline:
                     records.append(encode_status(epoch, seq, now, status, fields))
             else:
                 assert isinstance(item, Malformed)
-                log.warning("%s: malformed AMI message kept as invalid: %s", self.id, item.reason)
+                self._log.warning("malformed AMI message kept as invalid: %s", item.reason)
                 records.append(encode_malformed(epoch, seq, now, item))
         self._seq = seq
         self._append(records)
@@ -199,10 +219,10 @@ class ServerPipeline:
         try:
             outcomes = await self._resync.run(self.session.send_action, self)
         except AmiConnectionError as exc:
-            log.debug("%s: resync of epoch %d ended with the connection: %s", self.id, epoch, exc)
+            self._log.debug("resync of epoch %d ended with the connection: %s", epoch, exc)
             return
         except Exception:
-            log.exception("%s: resync of epoch %d failed", self.id, epoch)
+            self._log.exception("resync of epoch %d failed", epoch)
             return
         results = [outcome.as_fields() for outcome in outcomes]
         self._status(BridgeStatus.RESYNC, phase="done", results=results)
@@ -269,7 +289,7 @@ class ServerPipeline:
             try:
                 await self._publisher.redeclare()
             except (BrokerError, TopologyConflict) as exc:
-                log.warning("%s: could not declare the topology again: %s", self.id, exc)
+                self._log.warning("could not declare the topology again: %s", exc)
         for token, message in self._refusals.take_due():
             await self._publisher.publish(message, token)
 
@@ -288,7 +308,7 @@ class ServerPipeline:
         except Exception as exc:
             # A bug, not bad input (render never raises on content): keep the bytes on
             # the invalid route rather than stall on this record forever.
-            log.exception("%s: journal record %d could not be published as is", self.id, record_id)
+            self._log.exception("journal record %d could not be published as is", record_id)
             rendered = self._renderer.unrenderable(payload, exc)
             await self._send(record_id, time.time(), rendered)
 
@@ -301,6 +321,10 @@ class ServerPipeline:
         metrics = self._metrics
         if klass == "bridge":
             return
+        self.read_count += 1
+        if (event, klass) not in self._seen:
+            self._seen.add((event, klass))
+            metrics.add_event(self.id, event, klass)
         if klass == "invalid":
             metrics.events_invalid.labels(self.id, event).inc()
         else:
@@ -344,6 +368,7 @@ class ServerPipeline:
                     confirmed.append(token.record_id)
                     self._retire(result, attempts)
         self.journal.ack_many(confirmed)
+        self.published_count += len(confirmed)
         self._work.set()
 
     def _retire(self, result: PublishResult[Token], attempts: int) -> None:
@@ -367,9 +392,8 @@ class ServerPipeline:
         metrics = self._metrics
         while True:
             for dropped in self.journal.expire():
-                log.error(
-                    "%s: journal overflow dropped %d messages (%s)",
-                    self.id,
+                self._log.error(
+                    "journal overflow dropped %d messages (%s)",
                     dropped.count,
                     dropped.reason,
                 )
@@ -384,7 +408,59 @@ class ServerPipeline:
             self._refusals.flush_log()
             metrics.journal_depth.labels(self.id).set(self.journal.depth)
             metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
+            metrics.journal_bytes.labels(self.id).set(self.journal.pending_bytes)
             await asyncio.sleep(interval)
+
+    async def report_status(self, interval: float) -> None:
+        """Log one INFO line every ``interval`` seconds: rates, journal and connections."""
+        loop = asyncio.get_running_loop()
+        then, read, published = loop.time(), self.read_count, self.published_count
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            elapsed = max(now - then, 1e-9)
+            self._log.info(
+                "%s",
+                self.status(
+                    (self.read_count - read) / elapsed, (self.published_count - published) / elapsed
+                ),
+            )
+            then, read, published = now, self.read_count, self.published_count
+
+    def status(self, read_rate: float, published_rate: float) -> str:
+        """The status line's text, given the rates since the last one."""
+        journal, publisher = self.journal, self._publisher
+        if not publisher.is_connected:
+            broker = "down"
+        elif publisher.blocked is not None:
+            broker = f"blocked ({publisher.blocked})"
+        else:
+            broker = "connected"
+        return (
+            f"status: AMI {'connected' if self.session.connected else 'down'}, "
+            f"{read_rate:.1f} events/s read, {published_rate:.1f} messages/s published; "
+            f"journal {journal.depth} messages ({_size(journal.pending_bytes)}), "
+            f"oldest {_duration(journal.oldest_age() or 0.0)}; broker {broker}"
+        )
+
+
+def _size(size: int) -> str:
+    """Bytes for a log line: ``512 B``, ``3.2 MB``."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    """Seconds for a log line: ``4.2 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _child(

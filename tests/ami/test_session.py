@@ -151,7 +151,7 @@ async def test_wrong_password_raises_login_failed_without_leaking_the_secret(
                     await session.run()
             failure = caught.value
             assert failure.user == "bridge"
-            assert failure.host == "127.0.0.1"
+            assert failure.host == f"127.0.0.1:{server.port}"
             assert "'bridge'" in str(failure)
             assert "127.0.0.1" in str(failure)
             assert "Authentication failed" in str(failure)

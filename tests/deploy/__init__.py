@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import yaml
+
+from bridge.service.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -117,3 +120,21 @@ def definitions() -> dict[str, Any]:
         doc = json.load(file)
     assert isinstance(doc, dict)
     return doc
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the bridge's ``/metrics`` can show, from its own registry."""
+    return Metrics().exported_names()
+
+
+def metrics_in(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (it must parse)."""
+    names: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names

@@ -28,7 +28,6 @@ from bridge.cli.main import COMMANDS
 from bridge.consumer import topic_matches
 from bridge.publish import topology
 from bridge.publish.routing import BridgeStatus, Router, event_class
-from bridge.service.metrics import Metrics
 from bridge.settings import (
     DEFAULT_EXCHANGE,
     DEFAULT_METRICS_PORT,
@@ -45,7 +44,9 @@ from . import (
     definitions,
     dockerfile_env,
     dockerfile_user,
+    exported_metric_names,
     kubernetes_objects,
+    metrics_in,
     yaml_documents,
 )
 
@@ -322,7 +323,8 @@ def test_definitions_declare_the_bridge_topology_exactly_as_the_bridge_does() ->
     assert exchanges[unrouted]["durable"] is True
     assert exchanges[unrouted]["arguments"] == {}
     queue = _by_name("queues")[unrouted]
-    assert (queue["durable"], queue["auto_delete"], queue["arguments"]) == (True, False, {})
+    arguments = topology.unrouted_queue_arguments("classic", Settings().unrouted_max_length)
+    assert (queue["durable"], queue["auto_delete"], queue["arguments"]) == (True, False, arguments)
     assert {
         "source": unrouted,
         "vhost": "/",
@@ -420,9 +422,19 @@ def test_development_user_logs_in_with_the_example_password_and_owns_the_topolog
     assert hashlib.sha256(salt + password.encode()).digest() == digest
     (permission,) = definitions()["permissions"]
     assert permission["user"] == user["name"]
-    for names in (DEFAULT_EXCHANGE, topology.unrouted_name(DEFAULT_EXCHANGE), "amq.gen-x"):
+    actions = Settings().rpc_exchange
+    for names in (
+        DEFAULT_EXCHANGE,
+        topology.unrouted_name(DEFAULT_EXCHANGE),
+        "amq.gen-x",
+        actions,
+        topology.unrouted_name(actions),
+        f"{actions}.bridge-0123456789ab",
+    ):
         for access in ("configure", "write", "read"):
             assert re.match(permission[access], names), (access, names)
+    # Replies to action requests go through the default exchange.
+    assert re.match(permission["write"], "amq.default")
     amqp = urlsplit(_compose_env("ami-bridge")[f"{ENV_PREFIX}AMQP"])
     assert amqp.username == user["name"]
 
@@ -489,37 +501,16 @@ def test_compose_simulator_is_the_default_pbx_under_its_profile() -> None:
 # -- Prometheus alerts ----------------------------------------------------------------
 
 
-def _exported_metric_names() -> set[str]:
-    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
-    return {
-        family.name + suffix
-        for family in Metrics().registry.collect()
-        for suffix in suffixes[family.type]
-    }
-
-
 def _rules() -> list[dict[str, Any]]:
     (doc,) = yaml_documents(DEPLOY / "prometheus" / "alerts.yml")
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
-def _metrics_in(expr: str) -> set[str]:
-    names: set[str] = set()
-
-    def visit(node: promql_parser.Expr) -> bool:
-        if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.add(node.name)
-        return True
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
-
-
 @pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule["alert"])
 def test_alert_rule_is_valid_promql_on_exported_metrics(rule: dict[str, Any]) -> None:
-    used = _metrics_in(rule["expr"])
+    used = metrics_in(rule["expr"])
     assert used
-    assert used <= _exported_metric_names(), used - _exported_metric_names()
+    assert used <= exported_metric_names(), used - exported_metric_names()
     if "for" in rule:
         promql_parser.parse_duration(rule["for"])
     assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -534,7 +525,7 @@ def test_the_alerts_cover_the_failure_modes() -> None:
     assert exprs["AmiBridgeJournalGrowing"].startswith("deriv(ami_bridge_journal_depth[10m]) > 0")
     assert rules["AmiBridgeJournalGrowing"]["for"] == "10m"
     assert exprs["AmiBridgeJournalOld"] == "ami_bridge_journal_oldest_age_seconds > 300"
-    assert _metrics_in(exprs["AmiBridgeInvalidEvents"]) == {
+    assert metrics_in(exprs["AmiBridgeInvalidEvents"]) == {
         "ami_bridge_events_invalid_total",
         "ami_bridge_events_read_total",
     }

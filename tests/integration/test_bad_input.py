@@ -41,7 +41,8 @@ async def test_wrong_ami_secret_with_exit_policy_exits_1_naming_user_and_host(
         async with BridgeProcess(args, tmp_path / "bridge.log", env) as bridge:
             assert await bridge.wait(15) == 1
     log = bridge.log()
-    assert re.search(r"AMI login as 'bridge' on 127\.0\.0\.1 failed: Authentication failed", log)
+    login_failed = r"AMI login as 'bridge' on 127\.0\.0\.1:\d+ failed: Authentication failed"
+    assert re.search(login_failed, log)
     assert "exiting (ami_on_login_failure=exit)" in log
     assert WRONG_SECRET not in log
 
@@ -71,7 +72,8 @@ async def test_wrong_ami_secret_with_retry_policy_backs_off_and_stays_up(
             bridge.send_signal(signal.SIGTERM)
             assert await bridge.wait(15) == 0
     log = bridge.log()
-    assert len(re.findall(r"AMI login as 'bridge' on 127\.0\.0\.1 failed.*retrying in", log)) >= 2
+    retried = r"AMI login as 'bridge' on 127\.0\.0\.1:\d+ failed.*retrying in"
+    assert len(re.findall(retried, log)) >= 2
     assert WRONG_SECRET not in log
 
 

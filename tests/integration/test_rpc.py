@@ -392,7 +392,10 @@ async def test_a_conflicting_request_exchange_turns_requests_off_not_the_bridge(
                     lambda: "action requests are off" in caplog.text, 10, "the RPC error"
                 )
                 await pbx.wait_for_sessions(1, 10)
-                assert app.readiness() == (True, "ready")
+                ready, why = app.readiness()
+                assert ready
+                assert why.startswith("ready; action requests are off: ")
+                assert rpc_exchange in why
 
     assert f"exchange {rpc_exchange!r}" in caplog.text
 

@@ -189,7 +189,7 @@ async def test_a_misnamed_amis_certificate_is_retried_and_never_ready(
     refused = failures(caplog, "certificate verification failed")
     for record in refused:
         message = record.getMessage()
-        assert message.startswith(f"AMI connection failed: TLS handshake with {target}:")
+        assert message.startswith(f"{SERVER}: AMI connection failed: TLS handshake with {target}:")
         assert MISNAMED[host] in message
         assert "does not list this host" in message
         assert record.exc_info is None
@@ -232,7 +232,7 @@ async def test_an_untrusted_amis_certificate_keeps_the_process_up_and_unready(
     log = bridge.log()
     lines = [line for line in log.splitlines() if "certificate verification failed" in line]
     expected = (
-        f"WARNING bridge.ami.session: AMI connection failed: TLS handshake with {target} "
+        f"WARNING bridge.ami.session: {SERVER}: AMI connection failed: TLS handshake with {target} "
         "failed: certificate verification failed: "
         f"{UNTRUSTED} (CERTIFICATE_VERIFY_FAILED); the CA that signed the server's "
         "certificate is not trusted: configure its CA bundle; retrying in "
