@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -214,9 +213,8 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else settings.rpc_timeout + _TIMEOUT_SLACK
     if timeout <= 0:
         return _usage_error("--timeout must be above 0")
-    configure_logging("WARNING")
     # aiormq logs a failed connect before raising it; the error is reported once, below.
-    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    configure_logging("WARNING", library_level="CRITICAL")
     event: OutcomeEvent | None = None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:

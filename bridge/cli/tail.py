@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -256,9 +255,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"ami-bridge tail: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG_ERROR)
-    configure_logging("WARNING")
     # aiormq logs a failed connect before raising it; the error is reported once, below.
-    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    configure_logging("WARNING", library_level="CRITICAL")
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
             runner.run(
