@@ -62,7 +62,13 @@ from bridge.ami.protocol import (
     Response,
     serialize_action,
 )
-from bridge.ami.reader import ReadObserver, SocketReader, TlsChannel, widen_receive_buffer
+from bridge.ami.reader import (
+    DEFAULT_PEEK_SIZE,
+    ReadObserver,
+    SocketReader,
+    TlsChannel,
+    widen_receive_buffer,
+)
 from bridge.ami.target import AmiTarget
 from bridge.tls import maybe_tls_failure, tls_client_context
 
@@ -105,6 +111,8 @@ class ConnectionOptions:
     idle_timeout: float | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_headers: int = DEFAULT_MAX_HEADERS
+    #: Bytes peeked per read: a message up to this size is framed in the kernel's buffer.
+    peek_size: int = DEFAULT_PEEK_SIZE
 
 
 def as_stream_item(item: Message | Malformed) -> StreamItem:
@@ -172,6 +180,7 @@ class AmiConnection:
             send=self._send_from_reader,
             idle_timeout=options.idle_timeout,
             observer=observer,
+            peek_size=options.peek_size,
         )
         self._reader.start()
         if options.ping_interval is not None:
