@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import http.client
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -134,8 +135,14 @@ def main() -> None:
     parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--rate", type=float, default=30_000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)"
+    )
     args = parser.parse_args()
     quiet_gc()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    print(f"switch interval {1000 * sys.getswitchinterval():g} ms")
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(run(args.url, args.rate, args.seconds))
 

@@ -165,6 +165,8 @@ class AmiConnection:
         self._close_reason: AmiConnectionError | None = None
         self._end_text: str | None = None
         self._expected_end: str | None = None
+        #: Set by the reader thread when it sees the end, before the loop hears of it.
+        self._lost = False
         self._abort = False
         self._write_lock = asyncio.Lock()
         self._reader_done = asyncio.Event()
@@ -370,6 +372,10 @@ class AmiConnection:
         async with self._write_lock:
             if self._close_reason is not None:
                 raise AmiConnectionError(str(self._close_reason))
+            if self._lost:
+                # The reader saw the end: data sent now would only draw a reset, and a
+                # reset throws away what the kernel received and the reader has not read.
+                raise AmiConnectionError(f"the connection to {self.target} is lost")
             if self._tls is not None:
                 data = self._tls.encrypt(data)
             await self._loop.sock_sendall(self._sock, data)
@@ -500,11 +506,12 @@ class AmiConnection:
 
     async def _write_raw(self, data: bytes) -> None:
         async with self._write_lock:
-            if self._close_reason is None:
+            if self._close_reason is None and not self._lost:
                 with contextlib.suppress(OSError):
                     await self._loop.sock_sendall(self._sock, data)
 
     def _reader_ended(self, reason: str | None, at: float, last_read_at: float | None) -> None:
+        self._lost = True  # before anything else: the loop writes nothing more on it
         text = self._expected_end or reason or self._end_text or "closed by the client"
         try:
             if self._on_end is not None:
