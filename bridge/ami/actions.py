@@ -11,12 +11,18 @@ until the one with ``EventList: Complete``.  What answers no waiting action is h
 back to the caller (the routing methods return False), which decides where it goes:
 events join the event stream, a stray response is dropped.  Nothing here reads or
 writes a socket.
+
+The routing methods may run on a reader thread while the event loop registers and
+forgets actions: the table is guarded by a lock, the answer hook runs on the routing
+thread (at the answer's place in the stream), and the future is settled through
+``resolve``, which a threaded reader points at the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +54,13 @@ class ActionResult:
 
 #: Called by the reader with an action's answer, at the answer's place in the stream.
 AnswerHook = Callable[[ActionResult], None]
+#: Settles an action's future with its answer (where the future's loop allows it).
+Resolver = Callable[["asyncio.Future[ActionResult]", ActionResult], None]
+
+
+def _set_result(future: asyncio.Future[ActionResult], result: ActionResult) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 @dataclass(slots=True)
@@ -56,6 +69,8 @@ class _PendingAction:
     on_answer: AnswerHook | None = None
     response: Response | None = None
     events: list[Event] = field(default_factory=list)
+    #: Set once the answer is complete: the future may be settled later, on its loop.
+    answered: bool = False
 
 
 def _is_list_start(response: Response) -> bool:
@@ -69,11 +84,19 @@ def _is_list_complete(event: Event) -> bool:
 class PendingActions:
     """The actions of one connection that wait for their answer, keyed by ActionID."""
 
-    def __init__(self, flush: Callable[[], None] = lambda: None) -> None:
-        """``flush`` hands on the stream items read so far; it runs before an answer hook."""
+    def __init__(
+        self, flush: Callable[[], None] = lambda: None, resolve: Resolver = _set_result
+    ) -> None:
+        """``flush`` hands on the stream items read so far; it runs before an answer hook.
+
+        ``resolve`` settles a future with its answer; by default at once, which is right
+        when routing runs on the future's event loop.
+        """
         self._ids = itertools.count(1)
         self._pending: dict[str, _PendingAction] = {}
+        self._lock = threading.Lock()
         self._flush = flush
+        self._resolve = resolve
 
     def new_id(self, tag: str | None = None) -> str:
         """A fresh ActionID, never handed out before by this instance.
@@ -94,16 +117,20 @@ class PendingActions:
         caller can record the answer at its exact place in the event stream.
         """
         pending = _PendingAction(asyncio.get_running_loop().create_future(), on_answer)
-        self._pending[action_id] = pending
+        with self._lock:
+            self._pending[action_id] = pending
         return pending.future
 
     def forget(self, action_id: str) -> None:
         """Stop waiting for ``action_id`` (answered, timed out or failed)."""
-        del self._pending[action_id]
+        with self._lock:
+            del self._pending[action_id]
 
     def fail_all(self, reason: AmiConnectionError) -> None:
         """Fail every action still waiting with an :class:`AmiConnectionError` of ``reason``."""
-        for pending in self._pending.values():
+        with self._lock:
+            waiting = list(self._pending.values())
+        for pending in waiting:
             if not pending.future.done():
                 pending.future.set_exception(AmiConnectionError(str(reason)))
 
@@ -113,13 +140,14 @@ class PendingActions:
         A successful ``EventList: start`` response keeps its action open for the item
         events; any other response answers the action at once.
         """
-        pending = self._pending.get(response.action_id or "")
-        if pending is None or pending.response is not None:
-            return False
-        if _is_list_start(response) and response.is_success:
-            pending.response = response
-        else:
-            self._answer(pending, ActionResult(response))
+        with self._lock:
+            pending = self._pending.get(response.action_id or "")
+            if pending is None or pending.response is not None:
+                return False
+            if _is_list_start(response) and response.is_success:
+                pending.response = response
+                return True
+        self._answer(pending, ActionResult(response))
         return True
 
     def route_event(self, event: Event) -> bool:
@@ -128,19 +156,21 @@ class PendingActions:
         # without splitting the event's headers.
         if not self._pending:
             return False
-        pending = self._pending.get(event.action_id or "")
-        if pending is None or pending.response is None:
-            return False
-        if not _is_list_complete(event):
-            pending.events.append(event)
-        else:
-            self._answer(pending, ActionResult(pending.response, pending.events, event))
+        with self._lock:
+            pending = self._pending.get(event.action_id or "")
+            if pending is None or pending.response is None:
+                return False
+            if not _is_list_complete(event):
+                pending.events.append(event)
+                return True
+        self._answer(pending, ActionResult(pending.response, pending.events, event))
         return True
 
     def _answer(self, pending: _PendingAction, result: ActionResult) -> None:
-        if pending.future.done():
+        if pending.answered or pending.future.done():
             return
+        pending.answered = True
         if pending.on_answer is not None:
             self._flush()
             pending.on_answer(result)
-        pending.future.set_result(result)
+        self._resolve(pending.future, result)

@@ -1,12 +1,20 @@
-"""One AMI connection over asyncio: a reader that never waits, actions, and a keepalive.
+"""One AMI connection: a reader thread that never waits, actions from asyncio, a keepalive.
 
 Approach
 --------
 * **The reader never waits on anyone.**  Asterisk disconnects a manager session whose
   socket stays unwritable for ``writetimeout`` (100 ms by default) and throws its queued
-  events away, so a single reader task reads the socket continuously, feeds the sans-I/O
-  :class:`~bridge.ami.protocol.AmiParser`, and hands what each read completed to a
-  *synchronous* ``on_items`` callback.  The consumer must only record the items.
+  events away, so the socket is read by a thread of its own
+  (:class:`~bridge.ami.reader.SocketReader`), which frames the bytes and hands what
+  each read completed to a *synchronous* ``on_items`` callback **on that thread**,
+  before the bytes leave the kernel's buffer.  The consumer must only record the items
+  (the pipeline journals them), and must be thread-safe.  What the event loop needs
+  (the banner, answers to actions) reaches it in one ``call_soon_threadsafe`` per read.
+* **Actions are written from the event loop**, on the same non-blocking socket (through
+  the shared :class:`~bridge.ami.reader.TlsChannel` for ``amis://``), one action at a
+  time; once the connection is lost nothing more is written on it (a peer that gets
+  data on a dead connection answers with a reset, and the kernel then throws away what
+  it had received and not yet read).
 * **Responses go to futures.**  Each action gets a fresh ``ActionID``, and
   :class:`~bridge.ami.actions.PendingActions` matches responses and list events to the
   actions waiting for them.  Everything else (events, malformed messages) goes to
@@ -15,8 +23,12 @@ Approach
   ``ping_interval`` seconds and closes the connection when the answer misses its
   deadline; an optional read-idle timeout, EOF and socket errors close it too.  The
   reason is kept as an :class:`~bridge.ami.errors.AmiConnectionError`.
-* **Everything is owned.**  The reader and keepalive tasks and the banner timer belong to
-  the connection and are cancelled when it closes; pending actions fail with the close
+* **The end is reported where it is seen.**  ``on_end(reason, at, last_read_at)`` is
+  called on the reader thread after the last items, at the moment the reader sees EOF,
+  an error or the close request, so the consumer can record the disconnection in stream
+  order with the right time.
+* **Everything is owned.**  The reader thread, the keepalive task and the banner timer
+  belong to the connection and end when it closes; pending actions fail with the close
   reason.  Login, reconnects and backoff are the session's job, not this module's.
 
 TLS (``amis://``) is set up and explained in :mod:`bridge.tls`.
@@ -25,8 +37,11 @@ TLS (``amis://``) is set up and explained in :mod:`bridge.tls`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,12 +62,20 @@ from bridge.ami.protocol import (
     Response,
     serialize_action,
 )
+from bridge.ami.reader import (
+    DEFAULT_PEEK_SIZE,
+    ReadObserver,
+    SocketReader,
+    TlsChannel,
+    widen_receive_buffer,
+)
 from bridge.ami.target import AmiTarget
 from bridge.tls import maybe_tls_failure, tls_client_context
 
 __all__ = [
     "AmiConnection",
     "ConnectionOptions",
+    "EndCallback",
     "ItemsCallback",
     "StreamItem",
     "as_stream_item",
@@ -63,11 +86,14 @@ log = logging.getLogger(__name__)
 #: What reaches the event stream: unsolicited events and messages the parser could not
 #: deliver whole.
 StreamItem = Event | Malformed
-#: Called once per socket read with the stream items that read completed, in wire order.
+#: Called once per socket read with the stream items that read completed, in wire order,
+#: on the reader thread.
 ItemsCallback = Callable[[list[StreamItem]], None]
+#: Called once on the reader thread when the connection ends: the reason, the wall time
+#: the reader saw the end, and the wall time of the last read that took bytes (or None).
+EndCallback = Callable[[str, float, float | None], None]
 
-_READ_SIZE = 65536
-_CLOSE_GRACE = 1.0
+_HANDSHAKE_READ = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +111,8 @@ class ConnectionOptions:
     idle_timeout: float | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_headers: int = DEFAULT_MAX_HEADERS
+    #: Bytes peeked per read: a message up to this size is framed in the kernel's buffer.
+    peek_size: int = DEFAULT_PEEK_SIZE
 
 
 def as_stream_item(item: Message | Malformed) -> StreamItem:
@@ -109,32 +137,54 @@ class AmiConnection:
     def __init__(
         self,
         target: AmiTarget,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        sock: socket.socket,
         *,
         on_items: ItemsCallback,
         options: ConnectionOptions,
+        on_end: EndCallback | None = None,
+        tls: TlsChannel | None = None,
+        observer: ReadObserver | None = None,
     ) -> None:
-        """Wrap an open stream; :meth:`open` is the way in."""
+        """Wrap a connected non-blocking socket; :meth:`open` is the way in."""
         self.target = target
         self.options = options
-        self._reader = reader
-        self._writer = writer
+        self._sock = sock
+        self._tls = tls
         self._on_items = on_items
-        self._parser = AmiParser(
-            max_message_size=options.max_message_size, max_headers=options.max_headers
-        )
+        self._on_end = on_end
+        self._loop = loop = asyncio.get_running_loop()
         #: Stream items of the read being dispatched, not handed to ``on_items`` yet.
         self._stream: list[StreamItem] = []
-        self._actions = PendingActions(flush=self._flush_stream)
-        loop = asyncio.get_running_loop()
+        #: What the read being dispatched has for the event loop.
+        self._for_loop: list[tuple[asyncio.Future[ActionResult], ActionResult]] = []
+        self._actions = PendingActions(flush=self._flush_stream, resolve=self._resolve_later)
+        self._banner_seen = False
         # Holds the banner, None for a server that sends none, or the close reason.
         self._banner: asyncio.Future[Banner | AmiConnectionError | None] = loop.create_future()
         self._banner_timer = loop.call_later(options.banner_timeout, self._banner_overdue)
         self._close_reason: AmiConnectionError | None = None
+        self._end_text: str | None = None
+        self._expected_end: str | None = None
+        #: Set by the reader thread when it sees the end, before the loop hears of it.
+        self._lost = False
+        self._abort = False
+        self._write_lock = asyncio.Lock()
+        self._reader_done = asyncio.Event()
         self._closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._spawn(self._read_loop(), "reader")
+        self._reader = SocketReader(
+            sock,
+            AmiParser(max_message_size=options.max_message_size, max_headers=options.max_headers),
+            consume=self._dispatch,
+            ended=self._reader_ended,
+            peer=str(target),
+            tls=tls,
+            send=self._send_from_reader,
+            idle_timeout=options.idle_timeout,
+            observer=observer,
+            peek_size=options.peek_size,
+        )
+        self._reader.start()
         if options.ping_interval is not None:
             self._spawn(self._keepalive(options.ping_interval), "keepalive")
 
@@ -146,9 +196,11 @@ class AmiConnection:
         target: AmiTarget,
         *,
         on_items: ItemsCallback,
+        on_end: EndCallback | None = None,
         ssl_context: ssl.SSLContext | None = None,
         options: ConnectionOptions | None = None,
         wait_for_banner: bool = True,
+        observer: ReadObserver | None = None,
     ) -> AmiConnection:
         """Connect to ``target`` and start reading.
 
@@ -164,17 +216,19 @@ class AmiConnection:
                 out; the text names the target and the cause.
         """
         options = options or ConnectionOptions()
-        context = None
+        tls = None
         if target.tls:
             context = ssl_context if ssl_context is not None else tls_client_context()
+            tls = TlsChannel(context, target.host)
         try:
             async with asyncio.timeout(options.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    target.host,
-                    target.port,
-                    ssl=context,
-                    server_hostname=target.host if context is not None else None,
-                )
+                sock = await _connect(target)
+                try:
+                    if tls is not None:
+                        await _handshake(sock, tls)
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise AmiConnectionError(
                 f"connecting to {target} timed out after {options.connect_timeout:g} s"
@@ -184,7 +238,15 @@ class AmiConnection:
             raise AmiConnectionError(f"TLS handshake with {target} failed: {why}") from exc
         except OSError as exc:
             raise AmiConnectionError(f"cannot connect to {target}: {exc.strerror or exc}") from exc
-        connection = cls(target, reader, writer, on_items=on_items, options=options)
+        connection = cls(
+            target,
+            sock,
+            on_items=on_items,
+            on_end=on_end,
+            options=options,
+            tls=tls,
+            observer=observer,
+        )
         if wait_for_banner:
             try:
                 await connection.wait_banner()
@@ -194,11 +256,11 @@ class AmiConnection:
         return connection
 
     async def close(self, reason: str = "closed by the client") -> None:
-        """Close the connection, fail pending actions and wait for the owned tasks.
+        """Close the connection, fail pending actions and wait for the reader to end.
 
         Idempotent; an earlier close reason is kept.
         """
-        self._close(AmiConnectionError(f"{reason} ({self.target})"))
+        self._close(AmiConnectionError(f"{reason} ({self.target})"), end_text=reason)
         await self.closed()
 
     async def closed(self) -> AmiConnectionError:
@@ -208,13 +270,17 @@ class AmiConnection:
         tasks = [task for task in self._tasks if task is not current]
         if tasks:
             await asyncio.wait(tasks)
-        try:
-            async with asyncio.timeout(_CLOSE_GRACE):
-                await self._writer.wait_closed()
-        except (TimeoutError, OSError):
-            self._writer.transport.abort()
+        await self._reader_done.wait()
         assert self._close_reason is not None
         return self._close_reason
+
+    def ending(self, reason: str) -> None:
+        """Announce that the connection is being ended on purpose (a Logoff follows).
+
+        The end is then reported to ``on_end`` with ``reason``, even when the peer is
+        the one to close the socket.
+        """
+        self._expected_end = reason
 
     @property
     def close_reason(self) -> AmiConnectionError | None:
@@ -269,10 +335,10 @@ class AmiConnection:
 
         A list action (the response has ``EventList: start``) also waits for its item
         events up to the ``EventList: Complete`` event.  ``Response: Error`` is returned,
-        not raised: check :attr:`ActionResult.ok`.  ``on_answer`` gets the answer from
-        the reader, synchronously, at its place in the event stream: after ``on_items``
-        had every event read before it, before any event read after it.  ``action_tag``
-        goes into the ActionID (see :meth:`PendingActions.new_id`).
+        not raised: check :attr:`ActionResult.ok`.  ``on_answer`` gets the answer on the
+        reader thread, synchronously, at its place in the event stream: after
+        ``on_items`` had every event read before it, before any event read after it.
+        ``action_tag`` goes into the ActionID (see :meth:`PendingActions.new_id`).
 
         Raises:
             ActionTimeout: the response (or the end of the list) did not arrive within
@@ -287,8 +353,7 @@ class AmiConnection:
         answer = self._actions.expect(action_id, on_answer)
         try:
             async with asyncio.timeout(timeout):
-                self._writer.write(data)
-                await self._writer.drain()
+                await self._write(data)
                 return await answer
         except TimeoutError:
             raise ActionTimeout(
@@ -300,17 +365,34 @@ class AmiConnection:
         finally:
             self._actions.forget(action_id)
 
-    # -- internals --------------------------------------------------------------------
+    # -- internals: the event loop's side ---------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        """Send ``data`` whole, after any earlier write; never on a lost connection."""
+        async with self._write_lock:
+            if self._close_reason is not None:
+                raise AmiConnectionError(str(self._close_reason))
+            if self._lost:
+                # The reader saw the end: data sent now would only draw a reset, and a
+                # reset throws away what the kernel received and the reader has not read.
+                raise AmiConnectionError(f"the connection to {self.target} is lost")
+            if self._tls is not None:
+                data = self._tls.encrypt(data)
+            await self._loop.sock_sendall(self._sock, data)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> None:
         task = asyncio.create_task(coro, name=f"ami-{role} {self.target}")
         self._tasks.add(task)
 
-    def _close(self, reason: AmiConnectionError, *, abort: bool = False) -> None:
+    def _close(
+        self, reason: AmiConnectionError, *, abort: bool = False, end_text: str | None = None
+    ) -> None:
         """Record why the connection ends and tear it down (synchronous, idempotent)."""
         if self._close_reason is not None:
             return
         self._close_reason = reason
+        self._end_text = end_text if end_text is not None else str(reason)
+        self._abort = abort
         self._banner_timer.cancel()
         if not self._banner.done():
             self._banner.set_result(reason)
@@ -319,12 +401,18 @@ class AmiConnection:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        if abort:
-            # A peer that stopped answering will not take part in a clean shutdown.
-            self._writer.transport.abort()
-        else:
-            self._writer.close()
+        # The socket is closed once the reader thread has let go of it.
+        self._reader.stop()
         self._closed.set()
+
+    def _release_socket(self) -> None:
+        if self._abort:
+            # A peer that stopped answering will not take part in a clean shutdown.
+            linger = struct.pack("ii", 1, 0)
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        self._sock.close()
+        self._reader_done.set()
 
     def _banner_overdue(self) -> None:
         limit = self.options.banner_timeout
@@ -333,56 +421,22 @@ class AmiConnection:
             abort=True,
         )
 
-    async def _read_loop(self) -> None:
-        while (data := await self._read_chunk()) is not None:
-            items = self._parser.feed(data) if data else self._parser.feed_eof()
-            try:
-                self._dispatch(items)
-            except Exception as exc:
-                # Dropping what follows would be silent loss: stop reading instead.
-                log.exception("AMI event consumer failed; closing %s", self.target)
-                reason = f"event consumer failed: {type(exc).__name__}"
-                self._close(AmiConnectionError(reason), abort=True)
-                return
-            if not data:
-                self._close(AmiConnectionError(f"{self.target} closed the connection"))
-                return
+    def _on_read(
+        self,
+        banner: tuple[Banner | None] | None,
+        answers: list[tuple[asyncio.Future[ActionResult], ActionResult]],
+    ) -> None:
+        if banner is not None:
+            self._set_banner(banner[0])
+        for future, result in answers:
+            if not future.done():
+                future.set_result(result)
 
-    async def _read_chunk(self) -> bytes | None:
-        """The next chunk, ``b""`` at EOF, or ``None`` after closing on a failed read."""
-        idle = self.options.idle_timeout
-        try:
-            async with asyncio.timeout(idle):
-                return await self._reader.read(_READ_SIZE)
-        except TimeoutError:
-            reason = f"nothing read from {self.target} for {idle:g} s"
+    def _on_reader_end(self, reason: str | None) -> None:
+        if reason is not None:
+            # The reader saw the end (or gave up): nothing is left to say to the peer.
             self._close(AmiConnectionError(reason), abort=True)
-        except OSError as exc:
-            detail = exc.strerror or str(exc) or type(exc).__name__
-            self._close(AmiConnectionError(f"reading from {self.target} failed: {detail}"))
-        return None
-
-    def _dispatch(self, items: list[Item]) -> None:
-        # self._stream, not a local alias: an answer hook flushes it mid-loop.
-        for item in items:
-            if isinstance(item, Response):
-                if not self._actions.route_response(item):
-                    log.debug("AMI response for no waiting action (ActionID %r)", item.action_id)
-            elif isinstance(item, Event):
-                if not self._actions.route_event(item):
-                    self._stream.append(item)
-            elif isinstance(item, Banner):
-                self._set_banner(item)
-            else:
-                self._stream.append(as_stream_item(item))
-            if not self._banner.done():
-                self._set_banner(None)  # talking without a banner: a proxy, say
-        self._flush_stream()
-
-    def _flush_stream(self) -> None:
-        if self._stream:
-            stream, self._stream = self._stream, []
-            self._on_items(stream)
+        self._release_socket()
 
     def _set_banner(self, banner: Banner | None) -> None:
         if not self._banner.done():
@@ -402,3 +456,113 @@ class AmiConnection:
                 return
             except AmiConnectionError:
                 return
+
+    # -- internals: the reader thread's side ------------------------------------------
+
+    def _dispatch(self, items: list[Item]) -> None:
+        """Route one read's items: the stream to ``on_items``, the rest to the loop."""
+        # self._stream, not a local alias: an answer hook flushes it mid-loop.
+        banner: tuple[Banner | None] | None = None
+        for item in items:
+            if isinstance(item, Response):
+                if not self._actions.route_response(item):
+                    log.debug("AMI response for no waiting action (ActionID %r)", item.action_id)
+            elif isinstance(item, Event):
+                if not self._actions.route_event(item):
+                    self._stream.append(item)
+            elif isinstance(item, Banner):
+                if not self._banner_seen:
+                    banner = (item,)
+            else:
+                self._stream.append(as_stream_item(item))
+            if not self._banner_seen:
+                self._banner_seen = True
+                if banner is None:
+                    banner = (None,)  # talking without a banner: a proxy, say
+        try:
+            self._flush_stream()
+        finally:
+            # Answers already complete are delivered even when the consumer failed.
+            answers, self._for_loop = self._for_loop, []
+            if banner is not None or answers:
+                self._loop.call_soon_threadsafe(self._on_read, banner, answers)
+
+    def _flush_stream(self) -> None:
+        if self._stream:
+            stream, self._stream = self._stream, []
+            self._on_items(stream)
+
+    def _resolve_later(self, future: asyncio.Future[ActionResult], result: ActionResult) -> None:
+        self._for_loop.append((future, result))
+
+    def _send_from_reader(self, data: bytes) -> None:
+        """Ciphertext the TLS session must send (a key update): the loop writes it."""
+
+        def send() -> None:
+            if self._close_reason is None:
+                self._spawn(self._write_raw(data), "tls-reply")
+
+        self._loop.call_soon_threadsafe(send)
+
+    async def _write_raw(self, data: bytes) -> None:
+        async with self._write_lock:
+            if self._close_reason is None and not self._lost:
+                with contextlib.suppress(OSError):
+                    await self._loop.sock_sendall(self._sock, data)
+
+    def _reader_ended(self, reason: str | None, at: float, last_read_at: float | None) -> None:
+        self._lost = True  # before anything else: the loop writes nothing more on it
+        text = self._expected_end or reason or self._end_text or "closed by the client"
+        try:
+            if self._on_end is not None:
+                self._on_end(text, at, last_read_at)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+                self._loop.call_soon_threadsafe(self._on_reader_end, reason)
+
+
+async def _connect(target: AmiTarget) -> socket.socket:
+    """A connected non-blocking TCP socket to ``target`` (each address tried in turn).
+
+    Raises:
+        OSError: no address could be reached.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    failure: OSError = OSError(f"no address for {target.host}")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            widen_receive_buffer(sock)  # before connecting: it sets the window scale
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise failure
+
+
+async def _handshake(sock: socket.socket, tls: TlsChannel) -> None:
+    """Run the TLS handshake on the event loop, before the reader thread takes over.
+
+    Raises:
+        ssl.SSLError: the handshake failed.
+        OSError: the connection failed or closed during the handshake.
+    """
+    loop = asyncio.get_running_loop()
+    done, out = tls.handshake_step(b"")
+    while True:
+        if out:
+            await loop.sock_sendall(sock, out)
+        if done:
+            return
+        data = await loop.sock_recv(sock, _HANDSHAKE_READ)
+        if not data:
+            raise ConnectionResetError("the server closed the connection during the handshake")
+        done, out = tls.handshake_step(data)

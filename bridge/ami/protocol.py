@@ -248,6 +248,22 @@ class AmiParser:
         """Bytes held for an incomplete message."""
         return len(self._buf)
 
+    def unfeed(self, count: int) -> None:
+        """Forget the last ``count`` buffered bytes; the caller feeds them again later.
+
+        A reader that peeks at its socket feeds what it peeked, then takes off the socket
+        only the bytes the parser consumed: the incomplete tail stays in the kernel and
+        is peeked again with what follows (see the class docstring for why the items
+        are unchanged).
+
+        Raises:
+            ValueError: ``count`` is negative or more than :attr:`buffered`.
+        """
+        if not 0 <= count <= len(self._buf):
+            raise ValueError(f"cannot unfeed {count} of {len(self._buf)} buffered bytes")
+        if count:
+            del self._buf[len(self._buf) - count :]
+
     # -- readers, one per state; each returns True while it made progress ----------------
 
     def _read_banner(self, out: list[Item]) -> bool:

@@ -33,9 +33,10 @@ from bridge.ami.actions import ActionResult, AnswerHook
 from bridge.ami.backoff import Backoff
 from bridge.ami.client import AmiConnection, ConnectionOptions
 from bridge.ami.errors import RETRYABLE, ActionTimeout, AmiConnectionError, AmiError, LoginFailed
-from bridge.ami.listener import Connected, Disconnected, ItemRouter, SessionListener
+from bridge.ami.listener import Connected, ItemRouter, SessionListener
 from bridge.ami.login import AuthMethod, SecretSource, log_in
 from bridge.ami.protocol import HeaderInput
+from bridge.ami.reader import ReadObserver
 from bridge.ami.target import AmiTarget
 from bridge.logs import server_log
 from bridge.tls import PathLike, tls_client_context
@@ -107,6 +108,7 @@ class AmiSession:
         logoff_timeout: float = 1.0,
         next_epoch: Callable[[], int] = next_unix_ms_epoch,
         name: str | None = None,
+        read_observer: ReadObserver | None = None,
     ) -> None:
         """Configure the session; nothing connects before :meth:`run`.
 
@@ -135,6 +137,7 @@ class AmiSession:
         self._action_timeout = action_timeout
         self._logoff_timeout = logoff_timeout
         self._next_epoch = next_epoch
+        self._read_observer = read_observer
         self._conn: AmiConnection | None = None
         self._epoch: int | None = None
         self._logins = 0
@@ -222,6 +225,7 @@ class AmiSession:
         self._stop_began.set()
         conn = self._conn
         if conn is not None and not conn.is_closed:
+            conn.ending("session stopped")
             try:
                 await conn.send_action("Logoff", timeout=min(self._logoff_timeout, timeout))
             except AmiError as exc:
@@ -287,13 +291,15 @@ class AmiSession:
             LoginFailed, AmiConnectionError, ActionTimeout: the connection never got
                 to the logged-in state.
         """
-        router = ItemRouter(self._listener)
+        router = ItemRouter(self._listener, self.target)
         conn = await AmiConnection.open(
             self.target,
             on_items=router,
+            on_end=router.end,
             ssl_context=self._ssl_context,
             options=self._options,
             wait_for_banner=False,
+            observer=self._read_observer,
         )
         try:
             await log_in(
@@ -322,9 +328,8 @@ class AmiSession:
                     reason = str(closed)
             finally:
                 self._conn = None
-                self._listener.on_disconnected(
-                    Disconnected(epoch, self.target, reason, time.time())
-                )
+                # The reader reports the end (on_disconnected) itself, when it sees it.
+                await conn.close(reason)
             return reason
         finally:
             if router.held:

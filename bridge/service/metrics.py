@@ -49,6 +49,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 #: (they hold no state of their own: each scrape reads /proc and the interpreter).
 _RUNTIME_COLLECTORS: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
+_READ_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -78,9 +80,39 @@ class Metrics:
             "1 while the broker blocks publishing (a memory or disk alarm)",
             registry=r,
         )
+        # -- the AMI read path, updated by each connection's reader thread ---------------
         self.events_read = Counter(
-            "ami_bridge_events_read", "AMI events read", ["server", "event", "class"], registry=r
+            "ami_bridge_events_read",
+            "AMI events read off the socket (and journalled)",
+            ["server"],
+            registry=r,
         )
+        self.read_lag = Gauge(
+            "ami_bridge_read_lag_events",
+            "Messages read (and journalled) and not yet confirmed by the broker",
+            ["server"],
+            registry=r,
+        )
+        self.ami_receive_queue = Gauge(
+            "ami_bridge_ami_receive_queue_bytes",
+            "Bytes waiting in the AMI socket's kernel receive queue (sampled every 100 ms)",
+            ["server"],
+            registry=r,
+        )
+        self.ami_read_gap = Histogram(
+            "ami_bridge_ami_read_gap_seconds",
+            "Time the AMI socket had bytes waiting while the reader was elsewhere",
+            ["server"],
+            buckets=_READ_GAP_BUCKETS,
+            registry=r,
+        )
+        self.ami_read_gap_max = Gauge(
+            "ami_bridge_ami_read_gap_max_seconds",
+            "Longest time the AMI socket had bytes waiting while the reader was elsewhere",
+            ["server"],
+            registry=r,
+        )
+        # ---------------------------------------------------------------------------------
         self.events_published = Counter(
             "ami_bridge_events_published",
             "Messages confirmed by the broker",

@@ -1,8 +1,13 @@
 """One PBX's pipeline: AMI session -> journal -> publisher.
 
-The reader side never waits on the broker.  The session calls :meth:`on_items` once per
-socket read; that call stamps each message with the epoch and the next sequence number
-and appends the whole read to the journal in one write, then returns.  A separate task,
+The reader side never waits on the broker, nor on the event loop.  The connection's
+reader thread calls :meth:`on_items` once per socket read; that call stamps each message
+with the epoch and the next sequence number and appends the whole read to the journal
+in one write, on the reader thread, before the bytes leave the socket, then returns.
+The status records of the connection (``disconnected`` when the reader sees the end,
+stamped with that moment) are appended the same way; one lock orders the appends of the
+reader thread and of the event loop, and the loop is woken with
+``call_soon_threadsafe``.  A separate task,
 :meth:`ServerPipeline.feed`, takes records from the journal in order, renders them and
 publishes them within the publisher's window; confirms retire them.  While the broker is
 down or slower than the PBX, records simply wait in the journal, oldest first.
@@ -12,7 +17,7 @@ first ``FullyBooted`` of the connection is followed in the journal by a ``resync
 status (``phase: started``), the snapshot items of the configured list actions, and a
 second ``resync`` status (``phase: done``) with what each action gave.  The resync runs
 as a task of the pipeline, cancelled when the connection ends; ``on_items`` never waits
-for it.
+for it; it is started on the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,7 +129,13 @@ class ServerPipeline:
                 ping_interval=settings.ami_ping_interval,
                 ping_timeout=settings.ami_ping_timeout,
             ),
+            read_observer=self,
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        #: Orders the appends of the reader thread and of the event loop (epoch, seq).
+        self._lock = threading.RLock()
+        self._wake_pending = False
         self._epoch = 0
         self._seq = 0
         self._gap_from: Disconnected | None = None
@@ -140,15 +152,22 @@ class ServerPipeline:
         )
         self._first_unread = self.journal.acked_through + 1
         self._log_inherited_backlog()
-        #: Events read and messages confirmed so far (for the status line).
+        #: Events read (on the reader thread) and messages confirmed so far (for the
+        #: status line).
         self.read_count = 0
         self.published_count = 0
         # labels() costs more than the increment: one child per (event, class), kept.
-        self._read: dict[tuple[str, str], Counter] = {}
         self._published: dict[tuple[str, str], Counter] = {}
         #: (event, class) pairs read so far, whose counters exist at 0 (Metrics.add_event).
         self._seen: set[tuple[str, str]] = set()
         metrics.add_server(self.id)
+        metrics.ami_connected.labels(self.id).set(0)
+        self._read_events = metrics.events_read.labels(self.id)
+        metrics.read_lag.labels(self.id).set_function(lambda: self.journal.depth)
+        self._read_gaps = metrics.ami_read_gap.labels(self.id)
+        self._read_gap_max = metrics.ami_read_gap_max.labels(self.id)
+        self._longest_gap = 0.0
+        self._receive_queue = metrics.ami_receive_queue.labels(self.id)
 
     def _log_inherited_backlog(self) -> None:
         journal = self.journal
@@ -164,37 +183,82 @@ class ServerPipeline:
     # -- reader side (called by the session, synchronously) ----------------------------
 
     def on_connected(self, info: Connected) -> None:
-        gap = self._gap_from
-        self._epoch, self._seq = info.epoch, 0
-        self._awaiting_boot = bool(self._resync.plan)
-        if gap is not None:
+        """On the event loop, after a login."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        with self._lock:
+            gap = self._gap_from
+            self._epoch, self._seq = info.epoch, 0
+            self._awaiting_boot = bool(self._resync.plan)
+            if gap is not None:
+                self._status(
+                    BridgeStatus.GAP,
+                    previous_epoch=gap.epoch,
+                    last_seq=self._gap_seq,
+                    # From the last byte read on the old connection to this login.
+                    disconnected_for=round(info.at - gap.last_read_at, 6),
+                    reason=gap.reason,
+                )
+                self._metrics.ami_reconnects.labels(self.id).inc()
             self._status(
-                BridgeStatus.GAP,
-                previous_epoch=gap.epoch,
-                last_seq=self._gap_seq,
-                disconnected_for=round(info.at - gap.at, 6),
-                reason=gap.reason,
+                BridgeStatus.CONNECTED, target=str(info.target), ami_version=info.ami_version
             )
-            self._metrics.ami_reconnects.labels(self.id).inc()
-        self._status(BridgeStatus.CONNECTED, target=str(info.target), ami_version=info.ami_version)
         self._metrics.ami_connected.labels(self.id).set(1)
 
     def on_items(self, epoch: int, items: list[StreamItem]) -> None:
+        """On the reader thread, once per socket read."""
         self._journal_items(epoch, time.time(), items)
 
     def on_disconnected(self, info: Disconnected) -> None:
-        self._stop_resync()
-        self._metrics.ami_connected.labels(self.id).set(0)
-        self._status(BridgeStatus.DISCONNECTED, reason=info.reason)
-        self._gap_from, self._gap_seq = info, self._seq
+        """On the reader thread, when it sees the connection end."""
+        with self._lock:
+            self._awaiting_boot = False
+            self._metrics.ami_connected.labels(self.id).set(0)
+            self._append(
+                [
+                    encode_status(
+                        self._epoch,
+                        self._seq + 1,
+                        info.at,
+                        BridgeStatus.DISCONNECTED.value,
+                        {"reason": info.reason},
+                    )
+                ]
+            )
+            self._seq += 1
+            self._gap_from, self._gap_seq = info, self._seq
+        self._on_loop(self._stop_resync)
+
+    # -- reader side: what the reader thread observes (a ReadObserver) -----------------
+
+    def read_gap(self, seconds: float) -> None:
+        self._read_gaps.observe(seconds)
+        if seconds > self._longest_gap:
+            self._longest_gap = seconds
+            self._read_gap_max.set(seconds)
+
+    def receive_queue(self, nbytes: int) -> None:
+        self._receive_queue.set(nbytes)
 
     def _journal_items(self, epoch: int, now: float, items: list[StreamItem]) -> None:
+        with self._lock:
+            booted, events = self._journal_items_locked(epoch, now, items)
+        self._read_events.inc(events)
+        self.read_count += events
+        if booted:
+            self._on_loop(self._start_resync, epoch)
+
+    def _journal_items_locked(
+        self, epoch: int, now: float, items: list[StreamItem]
+    ) -> tuple[bool, int]:
         seq = self._seq
         records = []
         booted = False
+        events = 0
         for item in items:
             seq += 1
             if type(item) is Event:
+                events += 1
                 records.append(encode_event(epoch, seq, now, item))
                 if self._awaiting_boot and is_fully_booted(item):
                     self._awaiting_boot, booted = False, True
@@ -208,10 +272,13 @@ class ServerPipeline:
                 records.append(encode_malformed(epoch, seq, now, item))
         self._seq = seq
         self._append(records)
-        if booted:
-            self._resync_task = asyncio.create_task(
-                self._run_resync(epoch), name=f"resync-{self.id}"
-            )
+        return booted, events
+
+    def _start_resync(self, epoch: int) -> None:
+        """On the loop: the connection's first FullyBooted was journalled."""
+        if epoch != self._epoch or not self.session.connected:
+            return  # that connection is gone already
+        self._resync_task = asyncio.create_task(self._run_resync(epoch), name=f"resync-{self.id}")
 
     # -- state resync (the runner's SnapshotSink) ---------------------------------------
 
@@ -234,22 +301,45 @@ class ServerPipeline:
             self._resync_task = None
 
     def journal_snapshot(self, events: list[Event]) -> None:
-        """Journal one list action's items as snapshot records of the current epoch."""
-        epoch, now, seq = self._epoch, time.time(), self._seq
-        records = [
-            encode_event(epoch, seq + n, now, event, snapshot=True)
-            for n, event in enumerate(events, 1)
-        ]
-        self._seq = seq + len(records)
-        self._append(records)
+        """Journal one list action's items as snapshot records of the current epoch.
+
+        Called on the reader thread, at the list's place in the stream.
+        """
+        with self._lock:
+            epoch, now, seq = self._epoch, time.time(), self._seq
+            records = [
+                encode_event(epoch, seq + n, now, event, snapshot=True)
+                for n, event in enumerate(events, 1)
+            ]
+            self._seq = seq + len(records)
+            self._append(records)
 
     def _status(self, status: BridgeStatus, **fields: Any) -> None:
-        self._seq += 1
-        self._append([encode_status(self._epoch, self._seq, time.time(), status.value, fields)])
+        with self._lock:
+            self._seq += 1
+            self._append([encode_status(self._epoch, self._seq, time.time(), status.value, fields)])
 
     def _append(self, records: Sequence[bytes]) -> None:
         self.journal.append(records)
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            self._work.set()
+        elif not self._wake_pending:
+            # One wake-up per turn of the loop, however many reads came meanwhile.
+            self._wake_pending = True
+            self._on_loop(self._wake_feed)
+
+    def _wake_feed(self) -> None:
+        self._wake_pending = False
         self._work.set()
+
+    def _on_loop(self, callback: Any, *args: Any) -> None:
+        """Run ``callback`` on the event loop (from the reader thread)."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            callback(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                loop.call_soon_threadsafe(callback, *args)
 
     # -- publishing side ----------------------------------------------------------------
 
@@ -299,9 +389,9 @@ class ServerPipeline:
             rendered = self._renderer.render(record)
             received_at = record.received_at
             if record_id >= self._first_unread:
-                # Count an event as read once, the first time it is rendered.
+                # Count an invalid event once, the first time it is rendered.
                 self._first_unread = record_id + 1
-                self._count_read(rendered.message.event, rendered.klass, rendered.drift)
+                self._count_rendered(rendered.message.event, rendered.klass, rendered.drift)
             await self._send(record_id, received_at, rendered)
         except BrokerUnavailable:
             raise
@@ -317,18 +407,15 @@ class ServerPipeline:
         token = Token(self, record_id, received_at, message.event, rendered.klass)
         await self._publisher.publish(message, token)
 
-    def _count_read(self, event: str, klass: str, drift: tuple[str, ...]) -> None:
+    def _count_rendered(self, event: str, klass: str, drift: tuple[str, ...]) -> None:
         metrics = self._metrics
         if klass == "bridge":
             return
-        self.read_count += 1
         if (event, klass) not in self._seen:
             self._seen.add((event, klass))
             metrics.add_event(self.id, event, klass)
         if klass == "invalid":
             metrics.events_invalid.labels(self.id, event).inc()
-        else:
-            _child(self._read, metrics.events_read, self.id, (event, klass)).inc()
         if drift:
             metrics.unknown_fields.labels(self.id, event).inc(len(drift))
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -411,3 +412,25 @@ async def test_tls_session_without_the_ca_never_connects(
 def test_a_ca_file_for_a_plain_target_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="amis://"):
         AmiSession(AmiTarget("bridge", "pbx", 5038), SecretStr(SECRET), Recorder(), ca_file="x")
+
+
+async def test_the_end_is_stamped_when_the_reader_sees_it_even_with_the_loop_blocked() -> None:
+    listener = Recorder()
+    async with FakeAmiServer() as server:
+        session = make_session(server.target(), listener, backoff_base=1.0, backoff_cap=1.0)
+        async with running(session):
+            await eventually(lambda: session.connected)
+            last_write = time.time()
+            await server.latest.send([("Event", "UserEvent"), ("UserEvent", "last")])
+            await eventually(lambda: "UserEvent" in listener.event_names())
+            await asyncio.sleep(0.3)  # quiet: the last byte read stays at last_write
+            server_side = server.latest.writer.get_extra_info("socket")
+            dropped = time.time()
+            server_side.shutdown(socket.SHUT_RDWR)  # the peer's FIN leaves now
+            time.sleep(0.5)  # the event loop is busy elsewhere  # noqa: ASYNC251
+            await eventually(lambda: listener.disconnected != [])
+            ended = listener.disconnected[0]
+            assert "closed the connection" in ended.reason
+            assert dropped <= ended.at < dropped + 0.2  # not when the loop got round to it
+            assert last_write <= ended.last_read_at < last_write + 0.2
+            assert listener.calls[-1] == ("disconnected", listener.connected[0].epoch)

@@ -162,6 +162,29 @@ async def running_bridge(
     assert code is ExitCode.OK
 
 
+@asynccontextmanager
+async def consuming(
+    url: str,
+    exchange: str,
+    queue: str,
+    deliver: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    prefetch: int = 2000,
+) -> AsyncIterator[None]:
+    """Declare the bridge's topology, bind ``queue`` to ``#`` and hand each delivery to
+    ``deliver`` (no acks) until the block ends."""
+    async with amqp_connection(url) as connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        await declare_topology(channel, exchange)
+        declared = await bind_queue(channel, exchange, queue)
+        tag = await declared.consume(deliver, no_ack=True)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await declared.cancel(tag)
+
+
 class Consumer:
     """Every delivery on ``queue`` (bound to ``#``), checked and kept in arrival order.
 
@@ -190,17 +213,8 @@ class Consumer:
     async def bound(cls, url: str, exchange: str, queue: str) -> AsyncIterator[Consumer]:
         """Declare the bridge's topology, bind ``queue`` to ``#`` and consume it."""
         consumer = cls()
-        async with amqp_connection(url) as connection:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=2000)
-            await declare_topology(channel, exchange)
-            declared = await bind_queue(channel, exchange, queue)
-            tag = await declared.consume(consumer._deliver, no_ack=True)
-            try:
-                yield consumer
-            finally:
-                with contextlib.suppress(Exception):
-                    await declared.cancel(tag)
+        async with consuming(url, exchange, queue, consumer._deliver):
+            yield consumer
         consumer.raise_failures()
 
     def raise_failures(self) -> None:
@@ -258,7 +272,11 @@ async def scrape_metrics(port: int) -> dict[str, float]:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    text = response.partition(b"\r\n\r\n")[2].decode()
+    return metric_totals(response.partition(b"\r\n\r\n")[2].decode())
+
+
+def metric_totals(text: str) -> dict[str, float]:
+    """Each sample of a ``/metrics`` text summed over its labels, by sample name."""
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
