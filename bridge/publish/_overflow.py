@@ -31,6 +31,10 @@ OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 class DropReason(StrEnum):
     MAX_BYTES = "max_bytes"
     MAX_AGE = "max_age"
+    #: The disk could not be written and the memory buffer was full.
+    MEMORY_FULL = "memory_full"
+    #: A record found damaged on disk (its ids are 0 when they cannot be known).
+    DAMAGED = "damaged"
 
 
 @dataclass(frozen=True, slots=True)
