@@ -72,6 +72,11 @@ class Backlog:
             return min(next(iter(self._in_flight)), frontier) - 1
         return frontier - 1
 
+    @property
+    def held(self) -> int:
+        """Records held in memory."""
+        return len(self._tail) - self._tail_start
+
     def appended(self, records: list[Record]) -> None:
         """Keep newly appended ``records`` (written, or in memory only) in the tail."""
         self._tail += records

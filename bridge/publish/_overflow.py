@@ -51,9 +51,10 @@ class Dropped:
     reason: DropReason
 
     def merged(self, other: Dropped) -> Dropped:
-        """One report covering both."""
-        first_id = min(self.first_id, other.first_id)
-        last_id = max(self.last_id, other.last_id)
+        """One report covering both (ids of 0, unknown, are left out of the range)."""
+        known = [d for d in (self, other) if d.first_id] or [self]
+        first_id = min(d.first_id for d in known)
+        last_id = max(d.last_id for d in known)
         return Dropped(self.count + other.count, first_id, last_id, self.reason)
 
 

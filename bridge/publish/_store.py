@@ -88,8 +88,13 @@ class SegmentStore:
         self._written = 0  # bytes written so far; compared by the syncer to skip fsyncs
         self._synced = 0
         self._sync_lock = threading.Lock()  # one checkpoint at a time
+        #: A disk fault met while opening (a full disk): the journal starts in memory.
+        self.fault: OSError | None = None
         if fsync != "never":
-            fsync_directory(directory)  # the segment may be new
+            try:
+                fsync_directory(directory)  # the segment may be new
+            except OSError as e:
+                self.fault = e
 
     def open_reader(self, on_damage: DamageHandler) -> SegmentReader:
         """A reader at the first unacked record found by recovery, or at the end."""

@@ -192,6 +192,8 @@ class Journal:
         self._outage_unwritten = 0
         self._outage_dropped = 0
         self._changes: list[DiskState] = []
+        if self._store.fault is not None:
+            self._disk_failed(self._store.fault)
         try:
             self._reader = self._store.open_reader(self._on_damage)
         except BaseException:
@@ -287,6 +289,12 @@ class Journal:
     def memory_bytes(self) -> int:
         """Bytes of the records kept only in memory (the disk failed) and not acked."""
         return self._memory_bytes
+
+    @property
+    def records_held(self) -> int:
+        """Records held in memory: the newest ``memory_records``, and those kept there
+        while the disk failed until they are acked or written."""
+        return self._backlog.held
 
     @property
     def disk_bytes(self) -> int:
@@ -456,8 +464,8 @@ class Journal:
         """Stop the sync thread, save the state, fsync (unless the policy is ``never``),
         release the directory.  Closing twice is allowed.
 
-        Raises:
-            JournalIOError: the final fsync or save failed (the journal is closed anyway).
+        A final fsync or save that fails is logged, not raised: the journal is closed
+        anyway, and a restart redelivers what the saved state does not cover.
         """
         if self._lock_fd is None:
             return
@@ -476,7 +484,7 @@ class Journal:
                     )
                 self._store.sync(state)
             except OSError as e:
-                raise JournalIOError(f"cannot close the journal in {self._directory}: {e}") from e
+                logger.error("journal %s: cannot save on close: %s", self._directory, _why(e))
             finally:
                 with self._lock:
                     self._reader.close()
