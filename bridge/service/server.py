@@ -35,7 +35,7 @@ from bridge.ami.protocol import Event, Malformed
 from bridge.ami.session import AmiSession
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
 from bridge.publish.broker import BrokerError, BrokerUnavailable
-from bridge.publish.journal import Journal
+from bridge.publish.journal import DiskState, Journal
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
@@ -104,6 +104,7 @@ class ServerPipeline:
             max_bytes=settings.journal_max_bytes,
             max_age=settings.journal_max_age,
             overflow=settings.journal_overflow,
+            memory_max_bytes=settings.journal_memory_max_bytes,
         )
         self.session = AmiSession(
             server.target,
@@ -135,6 +136,7 @@ class ServerPipeline:
             retries=settings.publish_refused_retries,
             backoff=settings.publish_refused_backoff,
         )
+        self._memory_max_bytes = settings.journal_memory_max_bytes
         self._first_unread = self.journal.acked_through + 1
         # labels() costs more than the increment: one child per (event, class), kept.
         self._read: dict[tuple[str, str], Counter] = {}
@@ -363,10 +365,16 @@ class ServerPipeline:
         )
 
     async def housekeeping(self, interval: float = 1.0) -> None:
-        """Apply the journal's limits, announce drops, refresh the journal gauges."""
+        """Apply the journal's limits, announce drops and disk changes, refresh the gauges."""
         metrics = self._metrics
+        unwritten = 0
         while True:
-            for dropped in self.journal.expire():
+            journal = self.journal
+            for change in journal.disk_changes():
+                self._announce_disk(change)
+            metrics.journal_unwritten.labels(self.id).inc(journal.unwritten - unwritten)
+            unwritten = journal.unwritten
+            for dropped in journal.expire():
                 log.error(
                     "%s: journal overflow dropped %d messages (%s)",
                     self.id,
@@ -382,9 +390,38 @@ class ServerPipeline:
                     last_record=dropped.last_id,
                 )
             self._refusals.flush_log()
-            metrics.journal_depth.labels(self.id).set(self.journal.depth)
-            metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
+            metrics.journal_depth.labels(self.id).set(journal.depth)
+            metrics.journal_oldest_age.labels(self.id).set(journal.oldest_age() or 0.0)
+            metrics.journal_available.labels(self.id).set(journal.unavailable is None)
+            metrics.journal_disk_bytes.labels(self.id).set(journal.disk_bytes)
+            metrics.journal_memory_bytes.labels(self.id).set(journal.memory_bytes)
             await asyncio.sleep(interval)
+
+    def _announce_disk(self, change: DiskState) -> None:
+        """One log line and one ``journal`` status per change of the journal's disk."""
+        if change.state == "unavailable":
+            log.error(
+                "%s: journal cannot be written (%s); publishing from memory, up to %d bytes",
+                self.id,
+                change.reason,
+                self._memory_max_bytes,
+            )
+        else:
+            log.warning(
+                "%s: journal written again after: %s; %d events were not journalled, "
+                "%d dropped with the memory buffer full",
+                self.id,
+                change.reason,
+                change.unwritten,
+                change.dropped,
+            )
+        self._status(
+            BridgeStatus.JOURNAL,
+            state=change.state,
+            reason=change.reason,
+            unwritten=change.unwritten,
+            dropped=change.dropped,
+        )
 
 
 def _child(
