@@ -7,13 +7,11 @@ filesystem (``bench/journal_faults.py`` does the same against real ones).
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,39 +24,10 @@ from bridge.publish.journal import (
     JournalIOError,
     segment_bytes_for,
 )
+from tests.support.disk_faults import FAULTS, Disk
 
 HEADER = _frames.HEADER_SIZE
-FAULTS = {
-    "ENOSPC": OSError(errno.ENOSPC, "No space left on device"),
-    "EROFS": OSError(errno.EROFS, "Read-only file system"),
-    "EIO": OSError(errno.EIO, "Input/output error"),
-}
 MIB = 1024 * 1024
-
-
-class Disk:
-    """Switchable faults on the journal's OS calls."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.failing: dict[str, OSError] = {}
-        for name in ("write", "fsync", "create", "replace"):
-            monkeypatch.setattr(_disk, name, self._wrap(name, getattr(_disk, name)))
-
-    def _wrap(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
-            error = self.failing.get(name)
-            if error is not None:
-                raise error
-            return real(*args)
-
-        return call
-
-    def fail(self, error: OSError, *calls: str) -> None:
-        for name in calls or ("write", "fsync", "create", "replace"):
-            self.failing[name] = error
-
-    def heal(self) -> None:
-        self.failing.clear()
 
 
 @pytest.fixture
