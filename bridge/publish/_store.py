@@ -20,6 +20,7 @@ the segments left, and deleting them is what frees the space.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ class SegmentStore:
         self._writer = SegmentWriter(directory, self._segments[-1])
         #: Size of each segment file; changed under ``lock``.
         self._sizes = {first_id: _file_size(directory, first_id) for first_id in self._segments}
+        self._roll_early = False  # the disk was full: roll before the next write
         #: Full segments the syncer still has to fsync and close.
         self._closing: list[SegmentWriter] = []
         self._written = 0  # bytes written so far; compared by the syncer to skip fsyncs
@@ -124,7 +126,14 @@ class SegmentStore:
         self._roll_if_full(items[0][0])
         writer = self._writer
         data, records = encode_frames(items, writer.first_id, writer.size)
-        writer.write(data)
+        try:
+            writer.write(data)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Write the next try to a new segment, so that this one, once all its
+                # records are confirmed, can be deleted and free its space.
+                self._roll_early = writer.size > 0
+            raise
         self._written += len(data)
         with self._lock:
             self._sizes[writer.first_id] = writer.size
@@ -183,9 +192,10 @@ class SegmentStore:
                 logger.warning("journal: cannot delete confirmed segment %s: %s", first_id, e)
 
     def _roll_if_full(self, first_id: int) -> None:
-        if self._writer.size < self._segment_bytes:
+        if self._writer.size < self._segment_bytes and not self._roll_early:
             return
         fresh = SegmentWriter(self.directory, first_id)
+        self._roll_early = False
         if self._fsync == "always":
             fsync_directory(self.directory)  # else the syncer's next fsync covers it
         with self._lock:

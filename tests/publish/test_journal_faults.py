@@ -332,3 +332,21 @@ def test_one_appender_thread_and_the_loop_across_faults_lose_nothing_silently(
     assert seen == sorted(set(seen))  # in order, each once
     assert set(seen) | dropped == set(range(1, total + 1))
     assert journal.unwritten > 0
+
+
+def test_a_full_disk_rolls_to_a_new_segment_so_the_confirmed_one_can_go(
+    journal_dir: Path, disk: Disk
+) -> None:
+    with Journal.open(journal_dir, retry_interval=0.02, fsync_interval=0.02) as journal:
+        journal.append(payloads(1, 5))
+        disk.fail(FAULTS["ENOSPC"], "write")
+        journal.append(payloads(6, 1))
+        # The broker confirms everything: the full segment holds only confirmed records.
+        journal.ack_many(i for i, _ in drain(journal))
+        disk.heal()
+        last = recover_disk(journal, 7)
+        journal.ack_many(i for i, _ in drain(journal))
+        journal.sync()
+        # 6 was confirmed from memory, so the new segment starts with 7, the first written.
+        assert [int(path.stem) for path in journal_dir.glob("*.seg")] == [7]
+        assert last >= 7
