@@ -152,6 +152,13 @@ class Backlog:
         self._in_flight.pop(record.id, None)
         return record.id, record.size, record.in_memory
 
+    def segments_deleted(self, first_ids: list[int]) -> None:
+        """Segments were deleted: let go of the one the reader has open among them, since
+        an open file keeps its space on disk (the cursor is past every record in it)."""
+        if self._reader.segment in first_ids:
+            self._reader.close()
+            self._reader_synced = False
+
     def oldest_appended_at(self) -> float | None:
         """When the oldest unacked record was appended, or None if none is left."""
         if self._in_flight:

@@ -154,6 +154,11 @@ class SegmentReader:
         self._base = 0  # file offset of _buf[0]
         self._pos = 0  # index in _buf of the next frame
 
+    @property
+    def segment(self) -> int | None:
+        """The segment the reader has open, if any."""
+        return self._segment
+
     def seek(self, segment: int, offset: int) -> None:
         """Continue from the frame at ``offset`` in ``segment``.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +85,8 @@ class SegmentStore:
         #: Size of each segment file; changed under ``lock``.
         self._sizes = {first_id: _file_size(directory, first_id) for first_id in self._segments}
         self._roll_early = False  # the disk was full: roll before the next write
+        #: Called with the lock held with the segments about to be deleted.
+        self.on_delete: Callable[[list[int]], None] = lambda first_ids: None
         #: Full segments the syncer still has to fsync and close.
         self._closing: list[SegmentWriter] = []
         self._written = 0  # bytes written so far; compared by the syncer to skip fsyncs
@@ -185,6 +187,8 @@ class SegmentStore:
             forgotten = forget_segments_through(self._segments, acked_through)
             for first_id in forgotten:
                 self._sizes.pop(first_id, None)
+            if forgotten:
+                self.on_delete(forgotten)
         for first_id in forgotten:
             try:
                 segment_path(self.directory, first_id).unlink(missing_ok=True)

@@ -202,6 +202,7 @@ class Journal:
         first = recovered.first_unacked
         cursor_id = self._next_id if first is None else first.id
         self._backlog = Backlog(self._reader, memory_records=memory_records, cursor_id=cursor_id)
+        self._store.on_delete = self._backlog.segments_deleted
         self._stop = threading.Event()
         self._syncer = threading.Thread(
             target=self._sync_loop, name=f"journal-sync-{directory.name}", daemon=True

@@ -350,3 +350,18 @@ def test_a_full_disk_rolls_to_a_new_segment_so_the_confirmed_one_can_go(
         # 6 was confirmed from memory, so the new segment starts with 7, the first written.
         assert [int(path.stem) for path in journal_dir.glob("*.seg")] == [7]
         assert last >= 7
+
+
+def test_deleted_segments_are_not_kept_open(journal_dir: Path) -> None:
+    # An open file keeps its space: on a full disk, deleting it would free nothing.
+    with Journal.open(journal_dir, segment_bytes=200) as journal:
+        for first in range(1, 21, 5):  # the reader opened the first segment; records
+            journal.append(payloads(first, 5))  # come from memory, so it stays there
+        journal.ack_many(i for i, _ in drain(journal))
+        journal.append(payloads(21, 20))
+        journal.sync()
+        assert not (journal_dir / f"{1:020d}.seg").exists()
+        fds = Path(f"/proc/{os.getpid()}/fd")
+        held = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
+        assert not [path for path in held if str(journal_dir) in path and "(deleted)" in path]
+        assert [i for i, _ in drain(journal)] == list(range(21, 41))
