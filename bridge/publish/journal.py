@@ -314,7 +314,7 @@ class Journal:
         with self._lock:
             return self._backlog.acked_through
 
-    def append(self, records: Sequence[bytes]) -> int:
+    def append(self, records: Sequence[bytes], *, essential: bool = False) -> int:
         """Journal ``records``: one ``write()`` (and one fsync under ``always``).
 
         Returns the id of the last record.  Ids are consecutive and never reused.  Under
@@ -324,6 +324,8 @@ class Journal:
         A disk fault (any ``OSError``) is not raised: the records are kept in memory,
         within ``memory_max_bytes``, and handed out as usual; past it they are dropped.
         The disk is tried again every ``retry_interval``, the records kept in memory first.
+        ``essential`` records (the bridge's own few status messages, which announce those
+        drops) are kept in memory even past that bound.
 
         Raises:
             ValueError: a record is larger than 64 MiB.
@@ -354,7 +356,7 @@ class Journal:
                 if written is not None:
                     self._written(len(spill), *written)
                 elif admitted:
-                    self._keep_in_memory(records[:admitted], first_id, now, error)
+                    self._keep_in_memory(records[:admitted], first_id, now, error, essential)
                 if refusal is not None:
                     refused = len(records) - admitted
                     self.dropped += refused
@@ -549,12 +551,20 @@ class Journal:
             self._changes.append(DiskState("unavailable", self._unavailable, 0, 0))
 
     def _keep_in_memory(
-        self, payloads: Sequence[bytes], first_id: int, now: float, error: OSError | None
+        self,
+        payloads: Sequence[bytes],
+        first_id: int,
+        now: float,
+        error: OSError | None,
+        essential: bool,
     ) -> None:
-        """Keep what could not be written in memory, within ``memory_max_bytes``."""
+        """Keep what could not be written in memory, within ``memory_max_bytes`` unless
+        ``essential``."""
         if error is not None:
             self._disk_failed(error)
         room = self._memory_max_bytes - self._memory_bytes
+        if essential:
+            room = sum(_frames.HEADER_SIZE + len(payload) for payload in payloads)
         kept: list[Record] = []
         for record_id, payload in enumerate(payloads, first_id):
             size = _frames.HEADER_SIZE + len(payload)

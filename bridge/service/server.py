@@ -227,10 +227,13 @@ class ServerPipeline:
 
     def _status(self, status: BridgeStatus, **fields: Any) -> None:
         self._seq += 1
-        self._append([encode_status(self._epoch, self._seq, time.time(), status.value, fields)])
+        record = encode_status(self._epoch, self._seq, time.time(), status.value, fields)
+        # Kept even when the journal's disk failed and its memory buffer is full: a status
+        # is what announces those drops.
+        self._append([record], essential=True)
 
-    def _append(self, records: Sequence[bytes]) -> None:
-        self.journal.append(records)
+    def _append(self, records: Sequence[bytes], *, essential: bool = False) -> None:
+        self.journal.append(records, essential=essential)
         self._work.set()
 
     # -- publishing side ----------------------------------------------------------------
