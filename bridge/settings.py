@@ -346,6 +346,12 @@ class Settings(BaseSettings):
     journal_overflow: Literal["drop_oldest", "drop_newest"] = Field(
         "drop_oldest", description="What a full journal drops; every drop is counted and announced."
     )
+    journal_memory_max_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="Events kept in memory per server while the journal's disk cannot be "
+        "written (bytes); beyond, they are dropped, counted and announced.",
+    )
 
     # -- process -----------------------------------------------------------------------
     metrics_host: str = Field("0.0.0.0", description="Address of /healthz, /readyz, /metrics.")

@@ -5,7 +5,7 @@ The contract
 Every message the bridge publishes is one compact JSON object (UTF-8)::
 
     {
-      "schema_version": "2.1.0",
+      "schema_version": "2.2.0",
       "kind": "event",
       "id": "pbx1:1795675153000:42",
       "server": "pbx1",
@@ -123,7 +123,7 @@ __all__ = [
 ]
 
 #: Version of the message contract described in this module.
-SCHEMA_VERSION = "2.1.0"
+SCHEMA_VERSION = "2.2.0"
 
 FieldsT = TypeVar("FieldsT", bound=AmiEvent)
 

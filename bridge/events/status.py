@@ -4,12 +4,12 @@ Approach
 --------
 Besides AMI events the bridge publishes a few messages about itself: it connected to
 an AMI server, lost it, missed messages while away (``gap``), dropped journal records
-(``overflow``), resynchronised state, or gave up on a message the broker kept refusing
-(``refused``).  They use the common keys of every message
-(:class:`~bridge.events.envelope.CommonEnvelope`); what differs is ``fields``, described
-here by one small model per status.  :class:`StatusMessage` is generic over that model,
-so ``StatusMessage[GapFields]`` is the whole gap message, the same way
-``Envelope[Hangup]`` is a Hangup event's message.
+(``overflow``), resynchronised state, gave up on a message the broker kept refusing
+(``refused``), or could not write its journal (``journal``).  They use the common keys of
+every message (:class:`~bridge.events.envelope.CommonEnvelope`); what differs is
+``fields``, described here by one small model per status.  :class:`StatusMessage` is
+generic over that model, so ``StatusMessage[GapFields]`` is the whole gap message, the
+same way ``Envelope[Hangup]`` is a Hangup event's message.
 
 The field models keep keys they do not know (``extra="allow"``): a later minor version
 of the contract may add a key, and consumers must ignore keys they do not know.
@@ -30,6 +30,7 @@ __all__ = [
     "ConnectedFields",
     "DisconnectedFields",
     "GapFields",
+    "JournalFields",
     "OverflowFields",
     "RefusedFields",
     "ResyncEntry",
@@ -73,9 +74,17 @@ class OverflowFields(StatusFields):
     """The journal was full: records were dropped before they were published."""
 
     dropped: int = Field(description="Number of records dropped.")
-    reason: str = Field(description="Which journal limit was hit: max_bytes or max_age.")
-    first_record: int = Field(description="Journal id of the first dropped record.")
-    last_record: int = Field(description="Journal id of the last dropped record.")
+    reason: str = Field(
+        description="Why: a journal limit (max_bytes or max_age); memory_full (the disk "
+        "could not be written and the memory buffer was full, since 2.2.0); damaged "
+        "(found damaged on disk when the journal was opened, since 2.2.0)."
+    )
+    first_record: int = Field(
+        description="Journal id of the first dropped record (0 when it cannot be known)."
+    )
+    last_record: int = Field(
+        description="Journal id of the last dropped record (0 when it cannot be known)."
+    )
 
 
 class ResyncEntry(BaseModel):
@@ -115,6 +124,22 @@ class RefusedFields(StatusFields):
     reason: str = Field(description="The broker's last answer, e.g. `312 NO_ROUTE`.")
 
 
+class JournalFields(StatusFields):
+    """The journal's disk could not be written (``unavailable``): events are published
+    straight from a bounded memory buffer, and are lost if the bridge stops meanwhile; or it
+    can be written again (``recovered``).  Since contract 2.2.0."""
+
+    state: Literal["unavailable", "recovered"] = Field(description="unavailable, or recovered.")
+    reason: str = Field(description="The operating system's error, e.g. `No space left on device`.")
+    unwritten: int = Field(
+        description="With recovered: events of the outage that were not journalled."
+    )
+    dropped: int = Field(
+        description="With recovered: events of the outage dropped because the memory buffer "
+        "was full (also announced by overflow, reason memory_full)."
+    )
+
+
 StatusFieldsT = TypeVar("StatusFieldsT", bound=StatusFields)
 
 
@@ -137,5 +162,6 @@ STATUS_FIELDS: Mapping[str, type[StatusFields]] = MappingProxyType(
         "overflow": OverflowFields,
         "resync": ResyncFields,
         "refused": RefusedFields,
+        "journal": JournalFields,
     }
 )

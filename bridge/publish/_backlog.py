@@ -17,6 +17,10 @@ served from there whenever it has reached them.  Older records are read back fro
 segments by one buffered reader that follows the cursor.  The reader's position is only
 kept right while the cursor is below the tail: when the tail drops records the cursor has
 not reached, or a rewind goes below it, the reader is moved to the exact frame.
+
+While the disk cannot be written, records are appended *in memory only*
+(:attr:`Record.in_memory`): they form the end of the tail and leave it only once acked, or
+once written after all (:meth:`Backlog.relocate`).  Their ids are above every id on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections import OrderedDict
 from operator import attrgetter
 from typing import NamedTuple
 
-from bridge.publish._frames import Record
+from bridge.publish._frames import IN_MEMORY, Record
 from bridge.publish._segments import SegmentReader
 
 __all__ = ["Backlog"]
@@ -56,6 +60,8 @@ class Backlog:
         self._cursor_id = cursor_id
         self._redeliver_until = 0
         self._in_flight: OrderedDict[int, _InFlight] = OrderedDict()
+        #: Id of the first in-memory-only record of the tail, if any.
+        self._memory_first: int | None = None
 
     @property
     def acked_through(self) -> int:
@@ -66,12 +72,38 @@ class Backlog:
             return min(next(iter(self._in_flight)), frontier) - 1
         return frontier - 1
 
+    @property
+    def held(self) -> int:
+        """Records held in memory."""
+        return len(self._tail) - self._tail_start
+
     def appended(self, records: list[Record]) -> None:
-        """Keep newly written ``records`` in the memory tail."""
+        """Keep newly appended ``records`` (written, or in memory only) in the tail."""
         self._tail += records
-        excess = len(self._tail) - self._tail_start - self._memory_records
-        if excess > 0:
-            self._evict(excess)
+        if self._memory_first is None:
+            self._memory_first = next((r.id for r in records if r.in_memory), None)
+        self._trim()
+
+    def unacked_in_memory(self) -> list[Record]:
+        """The in-memory-only records not acked yet, in id order."""
+        if self._memory_first is None:
+            return []
+        start = bisect_left(self._tail, self._memory_first, lo=self._tail_start, key=_record_id)
+        return [r for r in self._tail[start:] if not self._is_acked(r.id)]
+
+    def relocate(self, written: list[Record]) -> None:
+        """The records of :meth:`unacked_in_memory` are now written: these are their frames."""
+        if self._memory_first is None:
+            return
+        start = bisect_left(self._tail, self._memory_first, lo=self._tail_start, key=_record_id)
+        placed = {record.id: record for record in written}
+        self._tail[start:] = [placed[r.id] for r in self._tail[start:] if r.id in placed]
+        for record in written:
+            if record.id in self._in_flight:
+                self._in_flight[record.id] = _InFlight(
+                    record.appended_at, record.size, record.segment, record.offset
+                )
+        self._memory_first = None
 
     def take(self, limit: int) -> list[Record]:
         """Hand out up to ``limit`` records not yet handed out in this cycle, in id order."""
@@ -89,10 +121,11 @@ class Backlog:
                 taken.append(record)
         return taken
 
-    def ack(self, record_id: int) -> int | None:
-        """Retire a handed-out record: its size, or None if it was not in flight."""
+    def ack(self, record_id: int) -> tuple[int, bool] | None:
+        """Retire a handed-out record: (its size, whether it is in memory only), or None if
+        it was not in flight."""
         entry = self._in_flight.pop(record_id, None)
-        return None if entry is None else entry.size
+        return None if entry is None else (entry.size, entry.segment == IN_MEMORY)
 
     def rewind(self) -> None:
         """Hand out again, from the oldest, every record in flight."""
@@ -104,18 +137,27 @@ class Backlog:
         if not self._in_memory():
             self._seek(entry.segment, entry.offset)
 
-    def drop_oldest(self) -> tuple[int, int] | None:
-        """Retire the oldest unacked record unsent: its (id, size), or None if none is left."""
+    def drop_oldest(self) -> tuple[int, int, bool] | None:
+        """Retire the oldest unacked record unsent: its (id, size, whether in memory only),
+        or None if none is left."""
         if self._in_flight:
             first_id = next(iter(self._in_flight))
             if first_id < self._cursor_id:
-                return first_id, self._in_flight.pop(first_id).size
+                entry = self._in_flight.pop(first_id)
+                return first_id, entry.size, entry.segment == IN_MEMORY
         record = self._peek()
         if record is None:
             return None
         self._consume(record)
         self._in_flight.pop(record.id, None)
-        return record.id, record.size
+        return record.id, record.size, record.in_memory
+
+    def segments_deleted(self, first_ids: list[int]) -> None:
+        """Segments were deleted: let go of the one the reader has open among them, since
+        an open file keeps its space on disk (the cursor is past every record in it)."""
+        if self._reader.segment in first_ids:
+            self._reader.close()
+            self._reader_synced = False
 
     def oldest_appended_at(self) -> float | None:
         """When the oldest unacked record was appended, or None if none is left."""
@@ -201,16 +243,45 @@ class Backlog:
             self._reader.advance(record)
         self._cursor_id = record.id + 1
 
+    def _is_acked(self, record_id: int) -> bool:
+        """Whether a record of the tail is acked (or dropped)."""
+        frontier = max(self._cursor_id, self._redeliver_until)
+        return record_id < frontier and record_id not in self._in_flight
+
+    def _trim(self) -> None:
+        """Evict written records past ``memory_records``, and acked in-memory ones."""
+        tail, start = self._tail, self._tail_start
+        excess = len(tail) - start - self._memory_records
+        end = start
+        while end < len(tail):
+            record = tail[end]
+            if record.in_memory:
+                # The last record stays, so the cursor always has a record to be served from.
+                if end == len(tail) - 1 or not self._is_acked(record.id):
+                    break
+            elif end - start >= excess:
+                break
+            end += 1
+        if end > start:
+            self._evict(end - start)
+
     def _evict(self, count: int) -> None:
         start, end = self._tail_start, self._tail_start + count
         in_memory_before = self._cursor_id >= self._tail[start].id
         self._tail_start = end
+        if self._memory_first is not None and self._memory_first < self._tail[end - 1].id + 1:
+            # Only acked in-memory records are evicted, and never the last one.
+            self._memory_first = self._tail[end].id
         if in_memory_before and not self._in_memory():
             # The cursor's record leaves memory: read on from its frame.
             index = bisect_left(self._tail, self._cursor_id, lo=start, key=_record_id)
             if index < len(self._tail):
                 record = self._tail[index]
-                self._seek(record.segment, record.offset)
+                if record.in_memory:
+                    # Acked: every id up to the next record kept is acked or was never kept.
+                    self._cursor_id = self._tail[end].id
+                else:
+                    self._seek(record.segment, record.offset)
         if end == len(self._tail) or (end >= _COMPACT_AFTER and 2 * end >= len(self._tail)):
             del self._tail[:end]
             self._tail_start = 0

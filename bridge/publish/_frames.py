@@ -23,12 +23,14 @@ from typing import NamedTuple
 
 __all__ = [
     "HEADER_SIZE",
+    "IN_MEMORY",
     "MAGIC_BYTES",
     "MAX_PAYLOAD",
     "Flaw",
     "Record",
     "decode_frame",
     "encode_batch",
+    "encode_frames",
 ]
 
 _MAGIC = 0x4C4E524A  # b"JRNL" read as a little-endian u32
@@ -38,6 +40,9 @@ _PREFIX = struct.Struct("<II")  # magic, crc
 _CHECKED = struct.Struct("<IQd")  # length, id, appended_at: the header part under the CRC
 HEADER_SIZE = _HEADER.size
 _CRC_START = _PREFIX.size
+
+#: The ``segment`` of a record kept only in memory, while the disk cannot be written.
+IN_MEMORY = -1
 
 #: A larger length field is damage, not a record; it also bounds what a reader buffers.
 MAX_PAYLOAD = 64 * 1024 * 1024
@@ -56,6 +61,11 @@ class Record(NamedTuple):
     def size(self) -> int:
         """Bytes the frame takes on disk, header included."""
         return HEADER_SIZE + len(self.payload)
+
+    @property
+    def in_memory(self) -> bool:
+        """True for a record not written to any segment (yet)."""
+        return self.segment == IN_MEMORY
 
 
 class Flaw(Enum):
@@ -77,9 +87,21 @@ def encode_batch(
     Raises:
         ValueError: a payload is longer than :data:`MAX_PAYLOAD`.
     """
+    items = [(record_id, appended_at, p) for record_id, p in enumerate(payloads, first_id)]
+    return encode_frames(items, segment, offset)
+
+
+def encode_frames(
+    items: Sequence[tuple[int, float, bytes]], segment: int, offset: int
+) -> tuple[bytes, list[Record]]:
+    """Frame ``(id, appended_at, payload)`` items in order, ready for one ``write()``.
+
+    Raises:
+        ValueError: a payload is longer than :data:`MAX_PAYLOAD`.
+    """
     parts: list[bytes] = []
     records: list[Record] = []
-    for record_id, payload in enumerate(payloads, first_id):
+    for record_id, appended_at, payload in items:
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"journal record of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
         checked = _CHECKED.pack(len(payload), record_id, appended_at)

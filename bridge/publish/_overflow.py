@@ -31,6 +31,10 @@ OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 class DropReason(StrEnum):
     MAX_BYTES = "max_bytes"
     MAX_AGE = "max_age"
+    #: The disk could not be written and the memory buffer was full.
+    MEMORY_FULL = "memory_full"
+    #: A record found damaged on disk (its ids are 0 when they cannot be known).
+    DAMAGED = "damaged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,10 @@ class Dropped:
     reason: DropReason
 
     def merged(self, other: Dropped) -> Dropped:
-        """One report covering both."""
-        first_id = min(self.first_id, other.first_id)
-        last_id = max(self.last_id, other.last_id)
+        """One report covering both (ids of 0, unknown, are left out of the range)."""
+        known = [d for d in (self, other) if d.first_id] or [self]
+        first_id = min(d.first_id for d in known)
+        last_id = max(d.last_id for d in known)
         return Dropped(self.count + other.count, first_id, last_id, self.reason)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from io import FileIO
 from pathlib import Path
 
+from bridge.publish import _disk
 from bridge.publish._frames import MAGIC_BYTES, Flaw, Record, decode_frame
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "SegmentReader",
     "SegmentWriter",
     "delete_segments_through",
+    "forget_segments_through",
     "fsync_directory",
     "list_segments",
     "log_damage",
@@ -69,9 +71,19 @@ def delete_segments_through(directory: Path, segments: list[int], acked_through:
     Raises:
         OSError: a segment cannot be deleted.
     """
-    while len(segments) > 1 and segments[1] <= acked_through + 1:
-        segment_path(directory, segments[0]).unlink(missing_ok=True)
-        del segments[0]
+    for first_id in forget_segments_through(segments, acked_through):
+        segment_path(directory, first_id).unlink(missing_ok=True)
+
+
+def forget_segments_through(segments: list[int], acked_through: int) -> list[int]:
+    """Remove from ``segments`` (and return) every segment but the last whose ids are all
+    ``acked_through`` or lower; the caller deletes their files."""
+    count = 0
+    while count < len(segments) - 1 and segments[count + 1] <= acked_through + 1:
+        count += 1
+    forgotten = segments[:count]
+    del segments[:count]
+    return forgotten
 
 
 def log_damage(directory: Path, segment: int, offset: int, length: int, verdict: str) -> None:
@@ -84,7 +96,7 @@ def fsync_directory(directory: Path) -> None:
     """Make file creations and renames in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        _disk.fsync(fd)
     finally:
         os.close(fd)
 
@@ -96,7 +108,7 @@ class SegmentWriter:
         self.first_id = first_id
         self.path = segment_path(directory, first_id)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        self._fd = os.open(self.path, flags, 0o644)
+        self._fd = _disk.create(self.path, flags)
         #: Bytes in the file; also the offset the next write lands at.
         self.size = os.fstat(self._fd).st_size
 
@@ -111,7 +123,7 @@ class SegmentWriter:
         try:
             # One write() unless the kernel accepts only part of it.
             while written < len(data):
-                written += os.write(self._fd, view[written:])
+                written += _disk.write(self._fd, view[written:])
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self.size)
@@ -119,7 +131,7 @@ class SegmentWriter:
         self.size += len(data)
 
     def fsync(self) -> None:
-        os.fsync(self._fd)
+        _disk.fsync(self._fd)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -141,6 +153,11 @@ class SegmentReader:
         self._buf = b""
         self._base = 0  # file offset of _buf[0]
         self._pos = 0  # index in _buf of the next frame
+
+    @property
+    def segment(self) -> int | None:
+        """The segment the reader has open, if any."""
+        return self._segment
 
     def seek(self, segment: int, offset: int) -> None:
         """Continue from the frame at ``offset`` in ``segment``.

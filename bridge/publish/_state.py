@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.publish import _disk
+
 __all__ = ["SavedState", "load_state", "lock_directory", "save_state"]
 
 logger = logging.getLogger(__name__)
@@ -60,12 +62,15 @@ def save_state(directory: Path, state: SavedState, *, durable: bool) -> None:
         OSError: the file cannot be written.
     """
     temporary = directory / f"{_STATE_FILE}.tmp"
-    with temporary.open("wb") as file:
-        file.write(f"{state.acked_through} {state.next_id}\n".encode("ascii"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    fd = _disk.create(temporary, flags)
+    try:
+        _disk.write(fd, memoryview(f"{state.acked_through} {state.next_id}\n".encode("ascii")))
         if durable:
-            file.flush()
-            os.fsync(file.fileno())
-    os.replace(temporary, directory / _STATE_FILE)
+            _disk.fsync(fd)
+    finally:
+        os.close(fd)
+    _disk.replace(temporary, directory / _STATE_FILE)
 
 
 def lock_directory(directory: Path) -> int | None:
@@ -76,7 +81,7 @@ def lock_directory(directory: Path) -> int | None:
     Raises:
         OSError: the lock file cannot be created.
     """
-    fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _disk.create(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

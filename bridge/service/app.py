@@ -100,8 +100,18 @@ class BridgeApp:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when every AMI session is logged in, the broker is connected and not
-        blocking publishes, and (when actions are on) the actions consumer is in place."""
+        blocking publishes, and (when actions are on) the actions consumer is in place.
+
+        A journal that cannot be written makes the bridge not ready: events still flow,
+        from memory, but a restart or a broker outage would now lose them, which is what
+        an operator (or an orchestrator routing traffic) must hear about.
+        """
         problems = [f"{p.id}: AMI not logged in" for p in self.pipelines if not p.session.connected]
+        problems += [
+            f"{p.id}: journal cannot be written ({p.journal.unavailable}); events kept in memory"
+            for p in self.pipelines
+            if p.journal.unavailable is not None
+        ]
         if not self.publisher.is_connected:
             problems.append("broker not connected")
         elif self.publisher.blocked is not None:

@@ -176,7 +176,9 @@ class Metrics:
         )
         self.journal_dropped = Counter(
             "ami_bridge_journal_dropped",
-            "Journalled messages dropped by the overflow policy",
+            "Messages dropped before they were published: by a journal limit (max_bytes, "
+            "max_age), a full memory buffer while the disk failed (memory_full), or found "
+            "damaged on disk (damaged)",
             ["server", "reason"],
             registry=r,
         )
@@ -184,6 +186,30 @@ class Metrics:
             "ami_bridge_journal_bytes",
             "Bytes on disk of the journalled messages not yet confirmed "
             "(journal_max_bytes caps it)",
+            ["server"],
+            registry=r,
+        )
+        self.journal_unwritten = Counter(
+            "ami_bridge_journal_unwritten",
+            "Events that could not be journalled (the disk failed): kept in memory or dropped",
+            ["server"],
+            registry=r,
+        )
+        self.journal_available = Gauge(
+            "ami_bridge_journal_available",
+            "1 while the journal's disk can be written, 0 while events are kept in memory",
+            ["server"],
+            registry=r,
+        )
+        self.journal_disk_bytes = Gauge(
+            "ami_bridge_journal_disk_bytes",
+            "Bytes of the journal's segment files",
+            ["server"],
+            registry=r,
+        )
+        self.journal_memory_bytes = Gauge(
+            "ami_bridge_journal_memory_bytes",
+            "Bytes of events kept in memory because the disk could not be written",
             ["server"],
             registry=r,
         )
@@ -197,6 +223,10 @@ class Metrics:
             self.journal_depth,
             self.journal_oldest_age,
             self.journal_bytes,
+            self.journal_unwritten,
+            self.journal_available,
+            self.journal_disk_bytes,
+            self.journal_memory_bytes,
         ):
             metric.labels(server)
         for reason in DropReason:

@@ -42,7 +42,7 @@ from bridge.ami.session import AmiSession
 from bridge.logs import ServerLog
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
 from bridge.publish.broker import BrokerError, BrokerUnavailable
-from bridge.publish.journal import Journal
+from bridge.publish.journal import DiskState, Journal
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
@@ -112,6 +112,7 @@ class ServerPipeline:
             max_bytes=settings.journal_max_bytes,
             max_age=settings.journal_max_age,
             overflow=settings.journal_overflow,
+            memory_max_bytes=settings.journal_memory_max_bytes,
         )
         self.session = AmiSession(
             server.target,
@@ -150,6 +151,7 @@ class ServerPipeline:
             retries=settings.publish_refused_retries,
             backoff=settings.publish_refused_backoff,
         )
+        self._memory_max_bytes = settings.journal_memory_max_bytes
         self._first_unread = self.journal.acked_through + 1
         self._log_inherited_backlog()
         #: Events read (on the reader thread) and messages confirmed so far (for the
@@ -317,10 +319,13 @@ class ServerPipeline:
     def _status(self, status: BridgeStatus, **fields: Any) -> None:
         with self._lock:
             self._seq += 1
-            self._append([encode_status(self._epoch, self._seq, time.time(), status.value, fields)])
+            record = encode_status(self._epoch, self._seq, time.time(), status.value, fields)
+            # Kept even when the journal's disk failed and its memory buffer is full: a
+            # status is what announces those drops.
+            self._append([record], essential=True)
 
-    def _append(self, records: Sequence[bytes]) -> None:
-        self.journal.append(records)
+    def _append(self, records: Sequence[bytes], *, essential: bool = False) -> None:
+        self.journal.append(records, essential=essential)
         if threading.get_ident() == self._loop_thread or self._loop is None:
             self._work.set()
         elif not self._wake_pending:
@@ -475,10 +480,16 @@ class ServerPipeline:
         )
 
     async def housekeeping(self, interval: float = 1.0) -> None:
-        """Apply the journal's limits, announce drops, refresh the journal gauges."""
+        """Apply the journal's limits, announce drops and disk changes, refresh the gauges."""
         metrics = self._metrics
+        unwritten = 0
         while True:
-            for dropped in self.journal.expire():
+            journal = self.journal
+            for change in journal.disk_changes():
+                self._announce_disk(change)
+            metrics.journal_unwritten.labels(self.id).inc(journal.unwritten - unwritten)
+            unwritten = journal.unwritten
+            for dropped in journal.expire():
                 self._log.error(
                     "journal overflow dropped %d messages (%s)",
                     dropped.count,
@@ -493,9 +504,12 @@ class ServerPipeline:
                     last_record=dropped.last_id,
                 )
             self._refusals.flush_log()
-            metrics.journal_depth.labels(self.id).set(self.journal.depth)
-            metrics.journal_oldest_age.labels(self.id).set(self.journal.oldest_age() or 0.0)
-            metrics.journal_bytes.labels(self.id).set(self.journal.pending_bytes)
+            metrics.journal_depth.labels(self.id).set(journal.depth)
+            metrics.journal_oldest_age.labels(self.id).set(journal.oldest_age() or 0.0)
+            metrics.journal_bytes.labels(self.id).set(journal.pending_bytes)
+            metrics.journal_available.labels(self.id).set(journal.unavailable is None)
+            metrics.journal_disk_bytes.labels(self.id).set(journal.disk_bytes)
+            metrics.journal_memory_bytes.labels(self.id).set(journal.memory_bytes)
             await asyncio.sleep(interval)
 
     async def report_status(self, interval: float) -> None:
@@ -528,6 +542,30 @@ class ServerPipeline:
             f"{read_rate:.1f} events/s read, {published_rate:.1f} messages/s published; "
             f"journal {journal.depth} messages ({_size(journal.pending_bytes)}), "
             f"oldest {_duration(journal.oldest_age() or 0.0)}; broker {broker}"
+        )
+
+    def _announce_disk(self, change: DiskState) -> None:
+        """One log line and one ``journal`` status per change of the journal's disk."""
+        if change.state == "unavailable":
+            self._log.error(
+                "journal cannot be written (%s); publishing from memory, up to %d bytes",
+                change.reason,
+                self._memory_max_bytes,
+            )
+        else:
+            self._log.warning(
+                "journal written again after: %s; %d events were not journalled, "
+                "%d dropped with the memory buffer full",
+                change.reason,
+                change.unwritten,
+                change.dropped,
+            )
+        self._status(
+            BridgeStatus.JOURNAL,
+            state=change.state,
+            reason=change.reason,
+            unwritten=change.unwritten,
+            dropped=change.dropped,
         )
 
 

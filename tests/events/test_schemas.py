@@ -56,6 +56,12 @@ STATUS_EXAMPLES: dict[str, dict[str, Any]] = {
         "attempts": 6,
         "reason": "nacked by the broker",
     },
+    "journal": {
+        "state": "recovered",
+        "reason": "No space left on device",
+        "unwritten": 1200,
+        "dropped": 0,
+    },
 }
 
 

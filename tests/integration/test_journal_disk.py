@@ -1,0 +1,98 @@
+"""A journal disk that fails under a running bridge: events keep flowing from memory, the
+outage is announced on the bus, in ``/readyz`` and the metrics, and the journal comes back.
+
+The fault is injected where the journal's OS calls go (:mod:`bridge.publish._disk`); the
+same on real full, read-only and frozen filesystems is ``bench/journal_faults.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.ami.simulator import AmiSimulator
+from tests.integration.contract import Body, assert_contiguous
+from tests.integration.harness import (
+    SECRET,
+    Consumer,
+    bridge_settings,
+    free_port,
+    running_bridge,
+    scrape_metrics,
+    wait_for,
+)
+from tests.support import AmqpNames
+from tests.support.disk_faults import FAULTS, Disk
+
+SERVER = "pbx1"
+
+
+async def test_a_full_journal_disk_keeps_events_flowing_and_says_so(
+    amqp_url: str, amqp_names: AmqpNames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = Disk(monkeypatch)
+    async with (
+        AmiSimulator(port=0, secret=SECRET, rate=500, duration=4.0, seed=5) as pbx,
+        Consumer.bound(amqp_url, amqp_names.exchange, amqp_names.queue) as consumer,
+    ):
+        settings = bridge_settings(
+            {SERVER: pbx.port},
+            amqp=amqp_url,
+            exchange=amqp_names.exchange,
+            journal_dir=tmp_path,
+            metrics_port=free_port(),
+        )
+        async with running_bridge(settings) as app:
+            assert app.health is not None
+            await pbx.wait_for_sessions(1, 10)
+            traffic_ends = asyncio.get_running_loop().time() + 4.0
+            await asyncio.sleep(0.5)
+            disk.fail(FAULTS["ENOSPC"])
+            await consumer.wait_until(_has_status("unavailable"), 5, "the journal status")
+            ready, why = app.readiness()
+            assert not ready
+            assert "pbx1: journal cannot be written (No space left on device)" in why
+            figures = await scrape_metrics(app.health.port)
+            assert figures["ami_bridge_journal_available"] == 0
+            await asyncio.sleep(1.0)
+            disk.heal()
+            await consumer.wait_until(_has_status("recovered"), 5, "the recovered status")
+            await asyncio.sleep(traffic_ends + 0.3 - asyncio.get_running_loop().time())
+            expected = pbx.events_sent + 4  # FullyBooted, connected, and two journal statuses
+
+            await consumer.wait_until(lambda b: len(b) >= expected, 20, f"{expected} messages")
+            await wait_for(lambda: app.pipelines[0].journal.depth == 0, 5, "the journal to drain")
+            assert app.readiness() == (True, "ready")
+            figures = await scrape_metrics(app.health.port)
+
+    bodies = consumer.bodies
+    # Nothing lost, nothing published twice; then the stop's disconnected.
+    assert len(bodies) == expected + 1
+    assert bodies[-1]["event"] == "disconnected"
+    assert_contiguous(bodies)
+    (unavailable,) = [b for b in bodies if _journal_state(b) == "unavailable"]
+    (recovered,) = [b for b in bodies if _journal_state(b) == "recovered"]
+    assert unavailable["fields"]["reason"] == "No space left on device"
+    unwritten = recovered["fields"]["unwritten"]
+    assert unwritten > 200  # about 1.5 s at 500 events/s
+    assert recovered["fields"]["dropped"] == 0
+    assert figures["ami_bridge_journal_unwritten_total"] == unwritten
+    assert figures["ami_bridge_journal_available"] == 1
+    assert figures["ami_bridge_journal_disk_bytes"] > 0
+
+
+def _journal_state(body: Body) -> str | None:
+    if body["kind"] == "status" and body["event"] == "journal":
+        state: str = body["fields"]["state"]
+        return state
+    return None
+
+
+def _has_status(state: str) -> Callable[[list[Body]], bool]:
+    def check(bodies: list[Body]) -> bool:
+        return any(_journal_state(b) == state for b in bodies)
+
+    return check
