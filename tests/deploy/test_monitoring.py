@@ -84,7 +84,9 @@ def test_the_dashboard_shows_what_an_operator_looks_for() -> None:
         "ami_bridge_broker_blocked",
     } <= used
     exprs = " ".join(_expressions())
-    assert "sum by (server, class) (rate(ami_bridge_events_read_total" in exprs
+    # Events are counted by server as they come off the socket, and by class once rendered.
+    assert "sum by (server) (rate(ami_bridge_events_read_total" in exprs
+    assert "sum by (server, class) (rate(ami_bridge_events_published_total" in exprs
     for quantile in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({quantile}, " in exprs
 
