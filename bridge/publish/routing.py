@@ -57,6 +57,7 @@ class BridgeStatus(StrEnum):
     OVERFLOW = "overflow"
     RESYNC = "resync"
     REFUSED = "refused"
+    ACTIVE = "active"
 
 
 def _escape_table() -> dict[int, str]:
