@@ -171,8 +171,11 @@ class HaMember:
 
     def checkpoint(self, event_id: str) -> None:
         """The active's checkpoint: retire the standby's journal up to ``event_id``."""
-        if not self.holding:
-            self.follower.checkpoint(event_id)
+        if self.holding:
+            return
+        if self.follower.placement().checkpoint is None:
+            log.info("%s: following the active's checkpoints", self.server_id)
+        self.follower.checkpoint(event_id)
 
     def checkpoint_due(self) -> str | None:
         """The event id to announce as this active's checkpoint, None when unchanged."""

@@ -304,7 +304,7 @@ class ServerPipeline:
                 self._first_unread = record_id + 1
                 self._count_read(rendered.message.event, rendered.klass, rendered.drift)
             await self._send(record_id, received_at, rendered)
-        except BrokerUnavailable:
+        except (BrokerUnavailable, Fenced):
             raise
         except Exception as exc:
             # A bug, not bad input (render never raises on content): keep the bytes on

@@ -29,8 +29,8 @@ def actives(bodies: list[Body]) -> list[Body]:
 
 
 async def first_active(pair: Pair) -> str:
-    await pair.simulator.wait_for_sessions(2, 20)
-    await pair.consumer.wait_until(lambda b: bool(actives(b)), 20, "a member to take the lock")
+    await pair.simulator.wait_for_sessions(2, 60)
+    await pair.consumer.wait_until(lambda b: bool(actives(b)), 30, "a member to take the lock")
     instance: str = actives(pair.consumer.bodies)[0]["fields"]["instance"]
     return instance
 
@@ -131,3 +131,47 @@ async def test_without_ha_no_lock_and_no_checkpoints(
             for b in pair.consumer.bodies
             if "N" in b.get("fields", {})
         )
+
+
+@pytest.mark.timeout(150)
+async def test_a_frozen_active_is_fenced_and_becomes_standby(
+    amqp_url: str, amqp_names: AmqpNames, tmp_path: Path
+) -> None:
+    async with running_pair(amqp_url, amqp_names.exchange, amqp_names.queue, tmp_path) as pair:
+        active = await first_active(pair)
+        standby = "b" if active == "a" else "a"
+        # A lower rate than the kill test: 25 s of traffic must drain on a shared machine.
+        traffic = Traffic(pair.simulator, RATE / 5)
+        traffic.start()
+        await asyncio.sleep(2)
+        pair.members[active].send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        old_epoch = actives(pair.consumer.bodies)[0]["epoch"]
+        await pair.consumer.wait_until(
+            lambda b: any(body.get("epoch") != old_epoch for body in b[-200:]),
+            20,
+            "the standby to take over from the frozen one",
+        )
+        took = time.monotonic() - stopped_at
+        await asyncio.sleep(max(0.0, 20 - took))
+        pair.members[active].send_signal(signal.SIGCONT)
+        continued_at = time.monotonic()
+        await asyncio.sleep(3)
+        await traffic.stop()
+        await everything_arrived(pair, traffic, within=90)
+        await pair.consumer.wait_until(lambda b: len(actives(b)) == 2, 10, "bridge.active")
+        await asyncio.sleep(2)  # whatever the old active still sends
+        consumer = pair.consumer
+        late = [
+            body
+            for body, at in zip(consumer.bodies, consumer.arrived_at, strict=True)
+            if at > continued_at and body.get("epoch") == old_epoch
+        ]
+        taken = actives(consumer.bodies)
+        print(f"takeover {took:.2f} s after SIGSTOP; {len(late)} old-active messages after SIGCONT")
+        assert taken[1]["fields"]["instance"] == standby
+        assert len(taken) == 2, "the old active must not win the lock back"
+        assert len(late) <= 1000, "beyond its in-flight window"
+        assert "stops publishing and stands by" in pair.members[active].log()
+        assert pair.members[active].running
+        assert pair.members[standby].running
