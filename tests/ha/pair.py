@@ -27,7 +27,21 @@ from tests.integration.contract import Body
 from tests.integration.harness import SECRET, BridgeProcess, run_args
 from tests.support import amqp_connection, bind_queue
 
-__all__ = ["Consumer", "Pair", "Traffic", "counts", "first_from", "number", "running_pair"]
+__all__ = [
+    "Consumer",
+    "Pair",
+    "Traffic",
+    "counts",
+    "first_from",
+    "number",
+    "numbered",
+    "running_pair",
+]
+
+
+def numbered(n: int) -> list[tuple[str, str]]:
+    """The injected event number ``n``."""
+    return [("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", "ha"), ("N", str(n))]
 
 
 def number(body: Body) -> int | None:
@@ -64,14 +78,7 @@ class Traffic:
         while True:
             due = int((time.monotonic() - begun) * self.rate) - self.sent
             for _ in range(due):
-                self.simulator.inject(
-                    [
-                        ("Event", "UserEvent"),
-                        ("Privilege", "user,all"),
-                        ("UserEvent", "ha"),
-                        ("N", str(self.sent)),
-                    ]
-                )
+                self.simulator.inject(numbered(self.sent))
                 self.sent += 1
             await asyncio.sleep(0.01)
 
