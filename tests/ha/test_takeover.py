@@ -146,7 +146,10 @@ async def test_a_frozen_active_is_fenced_and_becomes_standby(
         await asyncio.sleep(2)
         pair.members[active].send_signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
-        old_epoch = actives(pair.consumer.bodies)[0]["epoch"]
+        # The active's AMI epoch (its first status may predate its AMI login: epoch 0).
+        old_epoch = next(
+            b["epoch"] for b in reversed(pair.consumer.bodies) if number(b) is not None
+        )
         await pair.consumer.wait_until(
             lambda b: any(body.get("epoch") != old_epoch for body in b[-200:]),
             20,
