@@ -14,6 +14,7 @@ environment variable takes a comma-separated list, or the TOML file gives
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,6 +354,26 @@ class Settings(BaseSettings):
         "written (bytes); beyond, they are dropped, counted and announced.",
     )
 
+    # -- hot standby (bridge.ha) ---------------------------------------------------------
+    ha: bool = Field(
+        False,
+        description="Be one member of a hot-standby pair per server: both read and journal, "
+        "the holder of the broker lock ami-bridge.lock.<server> publishes.",
+    )
+    instance_id: str = Field(
+        "", description="This member's name in a hot-standby pair (default: the host name)."
+    )
+    ha_lock_heartbeat: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="AMQP heartbeat (s) of the lock connection; a member stops publishing "
+        "when its lock connection was not proven alive within this time.",
+    )
+    ha_checkpoint_interval: float = Field(
+        0.2, gt=0, le=10, description="Seconds between the active's checkpoints."
+    )
+
     # -- process -----------------------------------------------------------------------
     metrics_host: str = Field("0.0.0.0", description="Address of /healthz, /readyz, /metrics.")
     metrics_port: int = Field(DEFAULT_METRICS_PORT, ge=0, le=65535, description="0 disables it.")
@@ -445,6 +466,10 @@ class Settings(BaseSettings):
         if own is not None:
             return own
         return read_secret(self.ami_secret, self.ami_secret_file, "AMI secret")
+
+    def resolved_instance_id(self) -> str:
+        """``instance_id``, else the host name."""
+        return self.instance_id or socket.gethostname()
 
     def stream_retention(self) -> StreamRetention | None:
         """The history stream's retention, or None when ``stream`` is off."""

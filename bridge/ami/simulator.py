@@ -74,6 +74,9 @@ class AmiSimulator(SessionActions):
         clock: wall clock for timestamps and uniqueids.
         ssl_context: a server context (certificate and key loaded) to serve AMI over
             TLS; ``None`` serves plain TCP.
+        sequence_numbers: number every event with a ``SequenceNumber`` header after
+            ``Privilege`` and ``Timestamp``, one counter for all sessions, as Asterisk
+            does with ``debug = on`` in ``manager.conf``.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class AmiSimulator(SessionActions):
         disconnect_slow: bool = False,
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
+        sequence_numbers: bool = False,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be >= 0")
@@ -114,6 +118,8 @@ class AmiSimulator(SessionActions):
         #: Writes that stalled longer than ``write_timeout`` (each a disconnect in Asterisk).
         self.slow_disconnects = 0
         self.ssl_context = ssl_context
+        self.sequence_numbers = sequence_numbers
+        self._next_sequence = 0
         self._requested_port = port
         self._clock = clock
         self._traffic = TrafficGenerator(seed, legacy=legacy, clock=clock)
@@ -256,6 +262,8 @@ class AmiSimulator(SessionActions):
                 return
 
     def _broadcast(self, events: list[list[Header]]) -> None:
+        if self.sequence_numbers:
+            events = [self._numbered(event) for event in events]
         targets = [s for s in self._sessions if s.logged_in and s.is_open()]
         encoded = [(self._mask_of(event), serialize(event)) for event in events]
         reached = {m: any(s.accepts(m) for s in targets) for m in {m for m, _ in encoded}}
@@ -267,6 +275,14 @@ class AmiSimulator(SessionActions):
                 data = b"".join(raw for m, raw in encoded if session.accepts(m))
                 by_session_mask[session.mask] = data
             session.write(data)
+
+    def _numbered(self, event: list[Header]) -> list[Header]:
+        at = 1
+        while at < len(event) and event[at][0] in ("Privilege", "Timestamp"):
+            at += 1
+        number = self._next_sequence
+        self._next_sequence += 1
+        return [*event[:at], ("SequenceNumber", str(number)), *event[at:]]
 
     def _mask_of(self, event: list[Header]) -> int:
         privilege = next((v for k, v in event if k.lower() == "privilege"), "")

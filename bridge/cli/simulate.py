@@ -84,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send Asterisk 1.4 event shapes (default: Asterisk 22)",
     )
     parser.add_argument(
+        "--sequence-numbers",
+        action="store_true",
+        help="add SequenceNumber headers, as Asterisk does with manager.conf debug = on",
+    )
+    parser.add_argument(
         "--tls-cert",
         type=Path,
         default=None,
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         legacy=args.legacy,
         ssl_context=context,
+        sequence_numbers=args.sequence_numbers,
     )
     try:
         asyncio.run(_serve(simulator))

@@ -41,10 +41,22 @@ class AmqpHeaders(BaseModel):
     snapshot: bool | None = Field(
         None, description="Present, and true, only on messages produced by a state resync."
     )
+    event_id: str | None = Field(
+        None,
+        description="The body's `event_id`: the event's identity across every bridge "
+        "reading the PBX. Since 2.3.0.",
+    )
 
 
 def amqp_headers(
-    *, event: str, server: str, privilege: list[str], epoch: int, seq: int, snapshot: bool
+    *,
+    event: str,
+    server: str,
+    privilege: list[str],
+    epoch: int,
+    seq: int,
+    snapshot: bool,
+    event_id: str | None = None,
 ) -> dict[str, str | int | list[str]]:
     """The headers of one message (a plain dict: this runs once per published message)."""
     headers: dict[str, str | int | list[str]] = {
@@ -58,6 +70,8 @@ def amqp_headers(
     if snapshot:
         # An AMQP boolean, so a headers exchange can bind on x-match snapshot=true.
         headers["snapshot"] = True
+    if event_id is not None:
+        headers["event_id"] = event_id
     return headers
 
 

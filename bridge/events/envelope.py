@@ -5,7 +5,7 @@ The contract
 Every message the bridge publishes is one compact JSON object (UTF-8)::
 
     {
-      "schema_version": "2.2.0",
+      "schema_version": "2.3.0",
       "kind": "event",
       "id": "pbx1:1795675153000:42",
       "server": "pbx1",
@@ -15,6 +15,7 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
       "timestamp": "1795675153.345209",
       "epoch": 1795675153000,
       "seq": 42,
+      "event_id": "sn:90211",
       "fields": {"Channel": "PJSIP/alice-00000001", "ChannelState": 0, ...},
       "extra": {...}, "repeated": {...}, "chan_vars": {...}, "unparsed_lines": [...],
       "snapshot": true,
@@ -37,6 +38,14 @@ Every message the bridge publishes is one compact JSON object (UTF-8)::
     The AMI server's configured name; the connection epoch (an int chosen per
     connection, e.g. its start time in ms); the message's sequence number within the
     epoch.  (epoch, seq) orders the messages of one server.
+``event_id`` (since 2.3.0)
+    The event's identity across every bridge reading the same PBX: ``sn:<n>`` from
+    Asterisk's ``SequenceNumber`` header (``manager.conf`` ``debug = on``), else
+    ``fp:<hash of the raw message>:<k>`` (``k`` tells byte-identical events apart).
+    Also the ``event_id`` AMQP header.  Two bridges of a hot-standby pair publish the
+    same event with the same ``event_id`` but different ``id`` values: consumers of a pair
+    deduplicate on ``(server, event_id)``.  Absent on messages the parser could not read
+    whole and on status messages.
 ``event``
     The event name exactly as sent (``Newexten``, not the docs' ``NewExten``); ``""``
     for an unreadable message with no ``Event`` header.
@@ -123,7 +132,7 @@ __all__ = [
 ]
 
 #: Version of the message contract described in this module.
-SCHEMA_VERSION = "2.2.0"
+SCHEMA_VERSION = "2.3.0"
 
 FieldsT = TypeVar("FieldsT", bound=AmiEvent)
 
@@ -181,6 +190,12 @@ class Envelope(CommonEnvelope, Generic[FieldsT]):
     )
     unparsed_lines: list[str] = Field(default_factory=list, description="Lines with no colon.")
     snapshot: bool = Field(False, description="True for messages produced by a state resync.")
+    event_id: str | None = Field(
+        None,
+        description="Identity of the event across every bridge reading the PBX (`sn:<n>` "
+        "from SequenceNumber, else `fp:<hash>:<k>`); a hot-standby pair's consumers "
+        "deduplicate on (server, event_id). Since 2.3.0.",
+    )
     raw: list[tuple[str, str]] | None = Field(None, description="Every header, in wire order.")
     raw_base64: list[tuple[str, str]] | None = Field(
         None, description="Exact bytes of each header (key, value) when not UTF-8."
@@ -226,6 +241,7 @@ def encode(
     received_at: float,
     include_raw: bool = False,
     snapshot: bool = False,
+    event_id: str | None = None,
 ) -> bytes:
     """Encode one validated (or invalid) message as compact JSON bytes (the contract).
 
@@ -244,6 +260,8 @@ def encode(
         "epoch": epoch,
         "seq": seq,
     }
+    if event_id is not None:
+        message["event_id"] = event_id
     if isinstance(result, Validated):
         message["fields"] = result.fields
         left = result.leftovers

@@ -27,6 +27,7 @@ from bridge.events.envelope import CommonEnvelope
 
 __all__ = [
     "STATUS_FIELDS",
+    "ActiveFields",
     "ConnectedFields",
     "DisconnectedFields",
     "GapFields",
@@ -140,6 +141,26 @@ class JournalFields(StatusFields):
     )
 
 
+class ActiveFields(StatusFields):
+    """This bridge took over publishing as the active member of a hot-standby pair.
+    Since contract 2.3.0."""
+
+    instance: str = Field(description="The member that took over (its instance id).")
+    checkpoint: str | None = Field(
+        description="The `event_id` of the last checkpoint it saw from the previous active, "
+        "null when it saw none."
+    )
+    checkpoint_found: bool = Field(
+        description="True when that checkpoint was in its journal: everything after it was "
+        "published again."
+    )
+    republished: int = Field(description="Records it published again from its journal.")
+    not_covered: str | None = Field(
+        description="What it could not cover (events the previous active may have read "
+        "after its checkpoint and before this member's journal begins), or null."
+    )
+
+
 StatusFieldsT = TypeVar("StatusFieldsT", bound=StatusFields)
 
 
@@ -163,5 +184,6 @@ STATUS_FIELDS: Mapping[str, type[StatusFields]] = MappingProxyType(
         "resync": ResyncFields,
         "refused": RefusedFields,
         "journal": JournalFields,
+        "active": ActiveFields,
     }
 )

@@ -358,16 +358,23 @@ class AmqpPublisher(Generic[T]):
 
     # -- publishing ------------------------------------------------------------------
 
+    async def wait_room(self) -> None:
+        """Return once :meth:`publish` would not wait for the window (or not connected)."""
+        while self._outstanding >= self.window and self._link is not None:
+            self._room.clear()
+            await self._room.wait()
+
     async def publish(self, message: OutgoingMessage, token: T) -> None:
         """Send ``message``; its result, carrying ``token``, comes later from :meth:`results`.
 
-        Waits while ``window`` results are outstanding.
+        Waits while ``window`` results are outstanding (see :meth:`wait_room`).
 
         Raises:
             BrokerUnavailable: not connected, or the connection dropped while waiting.
             ValueError: the message cannot be encoded (see :meth:`PublishEncoder.encode`).
             TypeError: a header value cannot be encoded.
         """
+        # wait_room's loop, inline: this is the hot path.
         while self._outstanding >= self.window and self._link is not None:
             self._room.clear()
             await self._room.wait()

@@ -13,7 +13,10 @@ Layout: a fixed little-endian head (kind, epoch, seq, received_at) and a payload
 
 The kind byte's high bit flags an event read as an item of a state resync (a
 *snapshot*), so a snapshot costs no extra byte and records written before the flag
-existed read back unchanged.
+existed read back unchanged.  The next bit flags an event that carries its PBX-wide
+``event_id`` (:mod:`bridge.ha.event_id`): the payload then starts with the id's length
+(one byte) and the id (ASCII), before the raw bytes.  The id is computed as the record is
+written, because its occurrence count depends on the stream read so far.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ __all__ = ["Record", "RecordKind", "decode", "encode_event", "encode_malformed",
 _HEAD = struct.Struct("<BQQd")
 #: Set in the kind byte of an event read as a state resync item.
 _SNAPSHOT = 0x80
+#: Set in the kind byte of an event whose payload starts with its event id.
+_EVENT_ID = 0x40
+_FLAGS = _SNAPSHOT | _EVENT_ID
 
 
 class RecordKind(IntEnum):
@@ -50,6 +56,8 @@ class Record:
     payload: bytes
     #: True for an event read as an item of a state resync.
     snapshot: bool = False
+    #: The event's PBX-wide identity (:mod:`bridge.ha.event_id`), when it has one.
+    event_id: str | None = None
 
     def event(self) -> Event:
         return Event.from_raw(self.payload)
@@ -70,11 +78,24 @@ def _json_safe(text: str) -> str:
 
 
 def encode_event(
-    epoch: int, seq: int, received_at: float, event: Event, *, snapshot: bool = False
+    epoch: int,
+    seq: int,
+    received_at: float,
+    event: Event,
+    *,
+    snapshot: bool = False,
+    event_id: str | None = None,
 ) -> bytes:
-    """An ``EVENT`` record; ``snapshot`` marks an item read by a state resync."""
+    """An ``EVENT`` record; ``snapshot`` marks an item read by a state resync.
+
+    ``event_id`` (ASCII, at most 255 bytes) is kept in the record when given.
+    """
     kind = RecordKind.EVENT | _SNAPSHOT if snapshot else RecordKind.EVENT
-    return _HEAD.pack(kind, epoch, seq, received_at) + event.raw
+    if event_id is None:
+        return _HEAD.pack(kind, epoch, seq, received_at) + event.raw
+    tag = event_id.encode("ascii")
+    head = _HEAD.pack(kind | _EVENT_ID, epoch, seq, received_at)
+    return head + bytes((len(tag),)) + tag + event.raw
 
 
 def encode_malformed(epoch: int, seq: int, received_at: float, item: Malformed) -> bytes:
@@ -105,6 +126,14 @@ def decode(record: bytes) -> Record:
         raise ValueError(f"journal record of {len(record)} bytes is shorter than its head")
     kind, epoch, seq, received_at = _HEAD.unpack_from(record)
     snapshot = bool(kind & _SNAPSHOT)
+    start = _HEAD.size
+    event_id = None
+    if kind & _EVENT_ID:
+        if len(record) <= start:
+            raise ValueError("journal record ends before its event id")
+        end = start + 1 + record[start]
+        event_id = record[start + 1 : end].decode("ascii")
+        start = end
     return Record(
-        RecordKind(kind & ~_SNAPSHOT), epoch, seq, received_at, record[_HEAD.size :], snapshot
+        RecordKind(kind & ~_FLAGS), epoch, seq, received_at, record[start:], snapshot, event_id
     )

@@ -58,6 +58,7 @@ class BridgeStatus(StrEnum):
     RESYNC = "resync"
     REFUSED = "refused"
     JOURNAL = "journal"
+    ACTIVE = "active"
 
 
 def _escape_table() -> dict[int, str]:

@@ -21,6 +21,8 @@ from collections import defaultdict
 
 from bridge.ami.errors import LoginFailed
 from bridge.cli.exit_codes import ExitCode
+from bridge.ha.lock import LockLink
+from bridge.ha.member import HaMember
 from bridge.publish.amqp import AmqpPublisher, PublishResult
 from bridge.publish.broker import BrokerError, BrokerRefused, mask_url
 from bridge.publish.failover import BrokerEndpoints, reconnect
@@ -70,6 +72,11 @@ class BridgeApp:
         self.pipelines = [
             ServerPipeline(server, settings, self.publisher, self.metrics) for server in servers
         ]
+        self._stop = asyncio.Event()
+        #: Hot standby (``ha``): one lock link per server; empty without ``ha``.
+        self.locks: list[LockLink] = []
+        if settings.ha:
+            self.locks = [self._lock_link(pipeline) for pipeline in self.pipelines]
         #: Takes AMI action requests from the bus; None when ``rpc_exchange`` is empty.
         self.rpc: RpcServer | None = None
         if settings.rpc_exchange:
@@ -94,9 +101,30 @@ class BridgeApp:
             )
         #: Set once the broker is connected and the topology declared.
         self.broker_ready = asyncio.Event()
-        self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._exit = ExitCode.OK
+
+    def _lock_link(self, pipeline: ServerPipeline) -> LockLink:
+        """Make ``pipeline`` one member of a hot-standby pair (``ha``)."""
+        settings = self.settings
+        member = HaMember(
+            pipeline.id,
+            pipeline.journal,
+            instance=settings.resolved_instance_id(),
+            fence=float(settings.ha_lock_heartbeat),
+            announce=pipeline.announce_active,
+            wake=pipeline.wake,
+        )
+        pipeline.ha = member
+        return LockLink(
+            member,
+            self.endpoints,
+            exchange=settings.exchange,
+            heartbeat=settings.ha_lock_heartbeat,
+            checkpoint_interval=settings.ha_checkpoint_interval,
+            stop=self._stop,
+            tls=settings.amqp_tls(),
+        )
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when every AMI session is logged in, the broker is connected and not
@@ -154,6 +182,9 @@ class BridgeApp:
                 tasks.append(group.create_task(self._supervise_broker(), name="broker"))
                 if self.rpc is not None:
                     tasks.append(group.create_task(self.rpc.run(), name="rpc"))
+                for lock in self.locks:
+                    name = f"lock-{lock.member.server_id}"
+                    tasks.append(group.create_task(lock.run(), name=name))
                 for pipeline in self.pipelines:
                     tasks.append(group.create_task(pipeline.feed(), name=f"feed-{pipeline.id}"))
                     tasks.append(

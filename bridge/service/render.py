@@ -166,6 +166,7 @@ class Renderer:
             received_at=record.received_at,
             include_raw=self.include_raw,
             snapshot=record.snapshot,
+            event_id=record.event_id,
         )
         mid = message_id(self.server, record.epoch, record.seq)
         time_text = format_received_at(record.received_at)
@@ -259,5 +260,6 @@ class Renderer:
             epoch=record.epoch,
             seq=record.seq,
             snapshot=record.snapshot,
+            event_id=record.event_id,
         )
         return headers

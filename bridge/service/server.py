@@ -39,6 +39,8 @@ from bridge.ami.errors import AmiConnectionError
 from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event, Malformed
 from bridge.ami.session import AmiSession
+from bridge.ha.event_id import EventIds
+from bridge.ha.member import Fenced, HaMember
 from bridge.logs import ServerLog
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
 from bridge.publish.broker import BrokerError, BrokerUnavailable
@@ -83,6 +85,7 @@ class Token:
     received_at: float
     event: str
     klass: str
+    event_id: str | None = None
 
 
 class ServerPipeline:
@@ -139,6 +142,10 @@ class ServerPipeline:
         self._wake_pending = False
         self._epoch = 0
         self._seq = 0
+        #: The PBX-wide identity of each event read (the same on both members of a pair).
+        self._event_ids = EventIds()
+        #: Hot standby (``ha``): set by the app; None publishes unconditionally.
+        self.ha: HaMember | None = None
         self._gap_from: Disconnected | None = None
         self._gap_seq = 0
         #: True from a login until the connection's first FullyBooted (resync enabled).
@@ -261,7 +268,8 @@ class ServerPipeline:
             seq += 1
             if type(item) is Event:
                 events += 1
-                records.append(encode_event(epoch, seq, now, item))
+                event_id = self._event_ids.next(item.raw)
+                records.append(encode_event(epoch, seq, now, item, event_id=event_id))
                 if self._awaiting_boot and is_fully_booted(item):
                     self._awaiting_boot, booted = False, True
                     seq += 1
@@ -353,7 +361,13 @@ class ServerPipeline:
         if rewind:
             self._refusals.forget_waiting()  # the journal hands them out again
             self.journal.rewind()
+            if self.ha is not None:  # hot standby: the follower takes them again
+                self.ha.rewound()
         self._work.set()
+
+    def announce_active(self, fields: dict[str, Any]) -> None:
+        """Journal the hot-standby ``active`` status (this member took over)."""
+        self._status(BridgeStatus.ACTIVE, **fields)
 
     async def feed(self) -> None:
         """Publish journalled records in order, and refused ones when their retry is due."""
@@ -363,6 +377,10 @@ class ServerPipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), due_in)
             self._work.clear()
+            ha = self.ha
+            if ha is not None and not ha.may_publish():  # hot standby: journal, follow
+                ha.follow()
+                continue
             try:
                 await self._publish_retries()
                 while self._publisher.is_connected:
@@ -374,6 +392,9 @@ class ServerPipeline:
                     await asyncio.sleep(0)
             except BrokerUnavailable:
                 continue  # the broker supervisor rewinds and wakes us once it is back
+            except Fenced:
+                # Lost the lock (or its proof) mid-batch: what was taken goes to the follower.
+                self.wake(rewind=True)
 
     async def _publish_retries(self) -> None:
         """Publish the refused messages whose pause is over (declaring the topology again
@@ -386,7 +407,7 @@ class ServerPipeline:
             except (BrokerError, TopologyConflict) as exc:
                 self._log.warning("could not declare the topology again: %s", exc)
         for token, message in self._refusals.take_due():
-            await self._publisher.publish(message, token)
+            await self._publish_fenced(message, token)
 
     async def _publish(self, record_id: int, payload: bytes) -> None:
         try:
@@ -398,7 +419,7 @@ class ServerPipeline:
                 self._first_unread = record_id + 1
                 self._count_rendered(rendered.message.event, rendered.klass, rendered.drift)
             await self._send(record_id, received_at, rendered)
-        except BrokerUnavailable:
+        except (BrokerUnavailable, Fenced):
             raise
         except Exception as exc:
             # A bug, not bad input (render never raises on content): keep the bytes on
@@ -409,7 +430,26 @@ class ServerPipeline:
 
     async def _send(self, record_id: int, received_at: float, rendered: Rendered) -> None:
         message = rendered.message
-        token = Token(self, record_id, received_at, message.event, rendered.klass)
+        event_id = message.headers.get("event_id")
+        token = Token(
+            self,
+            record_id,
+            received_at,
+            message.event,
+            rendered.klass,
+            event_id if isinstance(event_id, str) else None,
+        )
+        await self._publish_fenced(message, token)
+
+    async def _publish_fenced(self, message: OutgoingMessage, token: Token) -> None:
+        ha = self.ha
+        if ha is None:
+            await self._publisher.publish(message, token)
+            return
+        # Hot standby: the lock is checked after any wait for the window, right before
+        # the message is handed to the connection.
+        await self._publisher.wait_room()
+        ha.check()
         await self._publisher.publish(message, token)
 
     def _count_rendered(self, event: str, klass: str, drift: tuple[str, ...]) -> None:
@@ -434,6 +474,8 @@ class ServerPipeline:
             token = result.token
             if result.outcome is Outcome.CONFIRMED:
                 confirmed.append(token.record_id)
+                if self.ha is not None:
+                    self.ha.confirmed(token.record_id, token.event_id)
                 refusals.confirmed(token.record_id)
                 key = (token.event, token.klass)
                 _child(self._published, metrics.events_published, self.id, key).inc()

@@ -38,6 +38,13 @@ RECEIVED_AT = 1795675153.345209
 REGENERATE = "the committed schemas are out of date: run `ami-bridge schemas`"
 
 STATUS_EXAMPLES: dict[str, dict[str, Any]] = {
+    "active": {
+        "instance": "bridge-1",
+        "checkpoint": "sn:4711",
+        "checkpoint_found": True,
+        "republished": 120,
+        "not_covered": None,
+    },
     "connected": {"target": "ami://bridge@pbx1:5038", "ami_version": "11.0.0"},
     "disconnected": {"reason": "connection reset by peer"},
     "gap": {

@@ -56,6 +56,7 @@ def test_invalid_records_and_bridge_status_have_fixed_layouts() -> None:
         "pbx-2_a.bridge.resync",
         "pbx-2_a.bridge.refused",
         "pbx-2_a.bridge.journal",
+        "pbx-2_a.bridge.active",
     ]
 
 

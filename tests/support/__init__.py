@@ -42,8 +42,13 @@ class AmqpNames:
         return f"{self.exchange}.stream"
 
     @property
+    def checkpoints(self) -> str:
+        """The hot-standby checkpoint exchange beside ``exchange``."""
+        return f"{self.exchange}.ha"
+
+    @property
     def exchanges(self) -> tuple[str, ...]:
-        return (self.exchange, self.unrouted)
+        return (self.exchange, self.unrouted, self.checkpoints)
 
     @property
     def queues(self) -> tuple[str, ...]:

@@ -1,0 +1,187 @@
+"""A hot-standby pair under test: one simulator, two ``ami-bridge run --ha`` processes.
+
+The traffic is injected by the test at a steady rate, each event numbered in a ``N``
+header, so "every event arrived" is a set comparison.  The simulator starts no traffic
+of its own; injection begins once both members are logged in, so both journals hold
+every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+
+from bridge.ami.simulator import AmiSimulator
+from bridge.publish.topology import declare_topology
+from tests.integration.contract import Body
+from tests.integration.harness import SECRET, BridgeProcess, run_args
+from tests.support import amqp_connection, bind_queue
+
+__all__ = [
+    "Consumer",
+    "Pair",
+    "Traffic",
+    "counts",
+    "first_from",
+    "number",
+    "numbered",
+    "running_pair",
+]
+
+
+def numbered(n: int) -> list[tuple[str, str]]:
+    """The injected event number ``n``."""
+    return [("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", "ha"), ("N", str(n))]
+
+
+def number(body: Body) -> int | None:
+    """The injected event number of ``body`` (an unknown header: kept in ``extra``)."""
+    value = body.get("extra", {}).get("N")
+    return None if value is None else int(value)
+
+
+def counts(bodies: list[Body]) -> Counter[int]:
+    """How many times each injected event number arrived."""
+    return Counter(n for n in map(number, bodies) if n is not None)
+
+
+@dataclass
+class Traffic:
+    """Injects numbered UserEvents at ``rate`` per second until stopped."""
+
+    simulator: AmiSimulator
+    rate: float
+    sent: int = 0
+    sent_at: list[float] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        begun = time.monotonic()
+        while True:
+            due = int((time.monotonic() - begun) * self.rate) - self.sent
+            for _ in range(due):
+                self.simulator.inject(numbered(self.sent))
+                self.sent += 1
+            await asyncio.sleep(0.01)
+
+
+class Consumer:
+    """Every body on a queue bound to ``#``, in arrival order, with its arrival time.
+
+    Lean on purpose (no contract check per message): at 1,000 events/s from a pair the
+    test process must keep up; the contract has its own tests.
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[Body] = []
+        self.arrived_at: list[float] = []
+        self._arrived = asyncio.Event()
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        self.bodies.append(orjson.loads(message.body))
+        self.arrived_at.append(time.monotonic())
+        self._arrived.set()
+
+    @classmethod
+    @asynccontextmanager
+    async def bound(cls, url: str, exchange: str, queue: str) -> AsyncIterator[Consumer]:
+        consumer = cls()
+        async with amqp_connection(url) as connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=5000)
+            await declare_topology(channel, exchange)
+            declared = await bind_queue(channel, exchange, queue)
+            await declared.consume(consumer._deliver, no_ack=True)
+            yield consumer
+
+    async def wait_until(
+        self, done: Callable[[list[Body]], bool], within: float, what: str
+    ) -> None:
+        try:
+            async with asyncio.timeout(within):
+                while not done(self.bodies):
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {within} s for {what}; {len(self.bodies)} messages arrived"
+            ) from None
+
+
+@dataclass
+class Pair:
+    server: str
+    simulator: AmiSimulator
+    consumer: Consumer
+    members: dict[str, BridgeProcess]
+
+    def member_args(self, name: str) -> list[str]:
+        return self.members[name].args
+
+
+def first_from(pair: Pair, epoch: int) -> float:
+    """When the first message of the member reading in ``epoch`` arrived (monotonic)."""
+    consumer = pair.consumer
+    for body, at in zip(consumer.bodies, consumer.arrived_at, strict=True):
+        if body.get("epoch") == epoch:
+            return at
+    raise AssertionError(f"no message of epoch {epoch}")
+
+
+@asynccontextmanager
+async def running_pair(
+    amqp_url: str,
+    exchange: str,
+    queue: str,
+    tmp_path: Path,
+    *,
+    sequence_numbers: bool = False,
+    ha: bool = True,
+    names: tuple[str, ...] = ("a", "b"),
+    start: bool = True,
+) -> AsyncIterator[Pair]:
+    """The simulator, a consumer bound to ``exchange`` and one bridge per name."""
+    server = f"ha{uuid.uuid4().hex[:10]}"
+    simulator = AmiSimulator(port=0, secret=SECRET, rate=0, sequence_numbers=sequence_numbers)
+    async with simulator, Consumer.bound(amqp_url, exchange, queue) as consumer:
+        members = {}
+        for name in names:
+            args = run_args(
+                {server: simulator.port},
+                amqp=amqp_url,
+                exchange=exchange,
+                journal_dir=tmp_path / name,
+                ha=ha,
+                instance_id=name,
+                ami_ping_interval=60,
+            )
+            env = {"AMI_BRIDGE_AMI_SECRET": SECRET}
+            members[name] = BridgeProcess(args, tmp_path / f"{name}.log", env)
+        pair = Pair(server, simulator, consumer, members)
+        try:
+            if start:
+                for member in members.values():
+                    await member.start()
+            yield pair
+        finally:
+            for member in members.values():
+                with contextlib.suppress(ProcessLookupError):
+                    await member.ensure_stopped()
