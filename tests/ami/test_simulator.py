@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import logging
 import re
 import socket
 import subprocess
@@ -415,18 +416,74 @@ async def test_drop_connections_closes_every_session(sim: AmiSimulator) -> None:
         await sim.wait_for_sessions(1, timeout=0.1)
 
 
-async def test_a_reader_that_stops_reading_is_disconnected_when_asked() -> None:
-    async with AmiSimulator(port=0, rate=20000, write_timeout=0.1, disconnect_slow=True) as sim:
+async def test_a_reader_that_stops_reading_is_dropped_and_the_others_keep_their_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with AmiSimulator(port=0, rate=20000, write_timeout=0.1, sequence=True) as sim:
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", sim.port))
-        client = Client(*await asyncio.open_connection(sock=raw))
+        stalled = Client(*await asyncio.open_connection(sock=raw))
+        reader = await Client.connect(sim.port)
+        await stalled.login()
+        await reader.login()
+        # The stalled client stops reading: its writes block and Asterisk's rule drops it.
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="bridge.ami.simulator"):
+            events = []
+            while sim.dropped_sessions == 0:
+                events += await reader.events_for(0.05)
+                assert time.monotonic() - began < 10, "the stalled session was never dropped"
+            events += await reader.events_for(0.3)
+        await eventually(lambda: sim.sessions == 1)
+        assert sim.dropped_sessions == 1
+        # The deadline is per blocked write, so a drop comes soon after it passes.
+        assert 0.1 <= sim.max_write_stall < 0.2
+        dropped = [r for r in caplog.records if "session dropped" in r.getMessage()]
+        assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+        # The reading session got every event in order, the drop notwithstanding.
+        numbers = [int(e.get("SequenceNumber") or "-1") for e in events if e.name != "FullyBooted"]
+        assert len(numbers) > 1000
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        # The dropped session's socket is closed: what it had not read is all it gets.
+        stalled.writer.transport.resume_reading()
+        with contextlib.suppress(ConnectionResetError):
+            assert await stalled.closed(within=5)
+        stalled.close()
+        reader.close()
+
+
+async def test_a_slow_reader_within_the_deadline_is_kept() -> None:
+    async with AmiSimulator(port=0, rate=2000, write_timeout=0.1, sequence=True) as sim:
+        client = await Client.connect(sim.port)
         await client.login()
-        # Stop reading: the server's writes stall and Asterisk's rule drops the session.
-        await eventually(lambda: sim.slow_disconnects > 0, within=10)
-        await eventually(lambda: sim.sessions == 0)
-        assert sim.max_write_stall < 0.2  # recorded stalls never exceed the limit by much
+        events: list[Event] = []
+        for _ in range(10):  # pauses of 50 ms, well under the deadline at this rate
+            client.writer.transport.pause_reading()
+            await asyncio.sleep(0.05)
+            client.writer.transport.resume_reading()
+            events += await client.events_for(0.05)
+        assert sim.dropped_sessions == 0
+        numbers = [int(e.get("SequenceNumber") or "-1") for e in events if e.name != "FullyBooted"]
+        assert numbers == list(range(len(numbers)))
+        client.close()
+
+
+async def test_responses_keep_their_place_among_the_events() -> None:
+    async with AmiSimulator(port=0, rate=5000, seed=4) as sim:
+        client = await Client.connect(sim.port)
+        await client.login()
+        for n in range(50):
+            client.send("Ping", action_id=f"p{n}")
+        pongs = []
+        async with asyncio.timeout(5):
+            while len(pongs) < 50:
+                item = await client.next_item()
+                if isinstance(item, Response):
+                    pongs.append(item.action_id)
+        assert pongs == [f"p{n}" for n in range(50)]  # every one whole, in order
+        assert sim.dropped_sessions == 0
         client.close()
 
 
