@@ -296,8 +296,9 @@ class AmiSimulator(SessionActions):
                     self._sequence += 1
                 encoded.append((self._mask_of(event), serialize(event)))
             self.events_sent += sum(1 for m, _ in encoded if any(s.accepts(m) for s in targets))
-        for session in targets:
-            session.io.put(raw for m, raw in encoded if session.accepts(m))
+            # Still under the lock: the producer and inject() must not interleave batches.
+            for session in targets:
+                session.io.put(raw for m, raw in encoded if session.accepts(m))
 
     def _mask_of(self, event: list[Header]) -> int:
         privilege = next((v for k, v in event if k.lower() == "privilege"), "")
