@@ -564,21 +564,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def connect_when_listening(port: int) -> socket.socket:
+    """A connection to the simulator process on ``port``, once it listens."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.05)
+
+
 def test_cli_serves_events_to_a_raw_socket_client() -> None:
     port = free_port()
     command = [sys.executable, "-m", "bridge", "simulate", "--port", str(port), "--rate", "200"]
     command += ["--user", "u", "--secret", "s3cr3t-xyz", "--duration", "2"]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.05)
-        with conn:
+        with connect_when_listening(port) as conn:
             conn.sendall(b"Action: Login\r\nUsername: u\r\nSecret: s3cr3t-xyz\r\n\r\n")
             received = b""
             conn.settimeout(0.5)
@@ -644,15 +647,7 @@ def test_cli_replays_a_capture_with_the_write_timeout(tmp_path: Path) -> None:
     command += ["--replay", str(capture), "--speed", "2", "--write-timeout", "0.5"]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.05)
-        with conn:
+        with connect_when_listening(port) as conn:
             conn.sendall(b"Action: Login\r\nUsername: bridge\r\nSecret: bridge-secret\r\n\r\n")
             received = b""
             conn.settimeout(0.5)
