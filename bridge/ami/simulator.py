@@ -50,9 +50,16 @@ from types import TracebackType
 
 from bridge.ami.capture import CapturedEvent, read_capture
 from bridge.ami.event_mask import ALL_CLASSES, PERMS, class_mask, parse_event_mask
-from bridge.ami.protocol import Header, Message, serialize
+from bridge.ami.protocol import Header, Message
 from bridge.ami.simulator_io import Ending, SessionIO
-from bridge.ami.simulator_producer import Producer, RateSchedule, ReplaySchedule, Schedule
+from bridge.ami.simulator_producer import (
+    Encoded,
+    Producer,
+    RateSchedule,
+    ReplaySchedule,
+    Schedule,
+    encode,
+)
 from bridge.ami.simulator_session import SessionActions, SimulatorSession
 from bridge.ami.traffic import TrafficGenerator
 
@@ -134,7 +141,6 @@ class AmiSimulator(SessionActions):
         self._traffic = TrafficGenerator(seed, legacy=legacy, clock=clock)
         self._traffic_lock = threading.Lock()
         self._schedule = self._schedule_for(replay, speed)
-        self._masks: dict[str, int] = {}
         # Guards the session set, the counters and the sequence: the producer and the
         # sessions' threads use them too.
         self._lock = threading.Lock()
@@ -256,7 +262,7 @@ class AmiSimulator(SessionActions):
 
     def inject(self, headers: Iterable[Header]) -> None:
         """Queue one event now for every logged-in session whose mask accepts it."""
-        self._broadcast([list(headers)])
+        self._broadcast([encode(list(headers))])
 
     def drop_connections(self) -> None:
         """Close every session abruptly (TCP reset, nothing flushed), as a crash would."""
@@ -282,30 +288,25 @@ class AmiSimulator(SessionActions):
 
     # -- traffic ------------------------------------------------------------------------
 
-    def _broadcast(self, events: list[list[Header]]) -> None:
-        """Encode each event once and queue it for every session that takes it.
+    def _broadcast(self, events: list[Encoded]) -> None:
+        """Queue each encoded event for every session that takes it.
 
         Called by the producer's thread and by :meth:`inject` on the event loop.
         """
         with self._lock:
             targets = [s for s in self._sessions if s.logged_in and s.is_open()]
-            encoded = []
-            for event in events:
+            ready = []
+            for mask, head, tail in events:
                 if self.sequence:
-                    event = _with_sequence(event, self._sequence)
+                    raw = b"%sSequenceNumber: %d\r\n%s" % (head, self._sequence, tail)
                     self._sequence += 1
-                encoded.append((self._mask_of(event), serialize(event)))
-            self.events_sent += sum(1 for m, _ in encoded if any(s.accepts(m) for s in targets))
+                else:
+                    raw = head + tail
+                ready.append((mask, raw))
+            self.events_sent += sum(1 for m, _ in ready if any(s.accepts(m) for s in targets))
             # Still under the lock: the producer and inject() must not interleave batches.
             for session in targets:
-                session.io.put(raw for m, raw in encoded if session.accepts(m))
-
-    def _mask_of(self, event: list[Header]) -> int:
-        privilege = next((v for k, v in event if k.lower() == "privilege"), "")
-        mask = self._masks.get(privilege)
-        if mask is None:
-            mask = self._masks[privilege] = class_mask(privilege)
-        return mask
+                session.io.put(raw for m, raw in ready if session.accepts(m))
 
     def _notify(self) -> None:
         # Wake every waiter of the old event; later waiters get a fresh one.
@@ -384,14 +385,6 @@ class AmiSimulator(SessionActions):
             with self._lock:
                 del self._sessions[session]
             self._notify()
-
-
-def _with_sequence(event: list[Header], number: int) -> list[Header]:
-    # manager.c writes it after Event, Privilege and Timestamp.
-    at = 0
-    while at < len(event) and at < 3 and event[at][0] in ("Event", "Privilege", "Timestamp"):
-        at += 1
-    return [*event[:at], ("SequenceNumber", str(number)), *event[at:]]
 
 
 def _peer(sock: socket.socket) -> str:
