@@ -220,12 +220,15 @@ class Probe:
                     self.first_read = min(self.first_read, result.token.received_at)
                     self.last_confirm = now
 
+        last_epoch: int | None = None
+
         def on_items(epoch: int, items: list[StreamItem]) -> None:
-            nonlocal last_read
+            nonlocal last_read, last_epoch
             now = time.perf_counter()
-            if last_read is not None:
+            # Within one connection: the time a reconnection takes is no read gap.
+            if last_read is not None and epoch == last_epoch:
                 self.read_gaps.append(now - last_read)
-            last_read = now
+            last_read, last_epoch = now, epoch
             journal(epoch, items)
 
         # Wrapping the bound methods of this one instance: the session and BridgeApp call
