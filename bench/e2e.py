@@ -26,16 +26,24 @@ Phases (about 55 s in all by default on a 2-core machine):
   body of the median rendered size with confirms, persistence and 1,000 in flight, plus
   the bridge's own publisher alone (:func:`amqp_ceiling.bridge_publisher`), no parsing;
 * **latency**: a steady 1,000 events/s; p50 and p99 from AMI read to confirm;
-* **burst**: 30,000 events/s for 5 s; the simulator's longest write stall (Asterisk drops
-  a client whose socket stalls 100 ms; the figure includes the simulator's own loop time,
-  so on a busy machine it overstates the bridge's share), the bridge's longest gap
-  between two AMI reads, the journal's peak depth, and how long the journal takes to
-  drain once the burst is over.
+* **burst**: 30,000 events/s for 5 s (every event generated before the first login, so
+  the simulator plays them on schedule: live generation tops out near 10,000 events/s),
+  against the simulator's Asterisk-like 100 ms write deadline; once on an idle host,
+  then ``--contended-runs`` times with two busy-looping processes at normal priority
+  for the length of the burst; with ``--replay FILE`` also the capture at each of
+  ``--replay-speeds``, contended.  Each run prints the sessions the simulator dropped,
+  the longest gap between socket reads (the reader's
+  ``ami_bridge_ami_read_gap_max_seconds`` gauge where the bridge has one, else the gaps
+  between ``on_items`` calls), the largest kernel receive queue on the bridge's AMI
+  socket (``/proc/net/tcp`` by the simulator's port, sampled every 2 ms by a thread),
+  the journal's peak depth and how long the journal takes to drain; then a summary
+  line over the contended runs.  ``--burst-only`` runs this phase alone.
 
 Peak RSS is this process's (the bridge's) high-water mark after the bridge phases, before
 the ceiling runs.  The last line printed is one JSON object.
 
     python bench/e2e.py [--url amqp://guest:guest@127.0.0.1:5672/] [--events 40000]
+        [--contended-runs 3] [--replay tests/fixtures/captures/burst-450.ami.gz]
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ import logging
 import multiprocessing
 import os
 import resource
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -59,9 +69,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 from amqp_ceiling import bridge_publisher, plain_aio_pika
 
+from bridge.ami.capture import CapturedEvent
 from bridge.ami.client import StreamItem
 from bridge.ami.protocol import AmiParser, Event, serialize
 from bridge.ami.simulator import AmiSimulator
+from bridge.ami.simulator_producer import pregenerate
 from bridge.ami.traffic import TrafficGenerator
 from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.amqp import Outcome, PublishResult
@@ -73,9 +85,14 @@ from bridge.service.render import Renderer
 from bridge.service.server import ServerPipeline, Token
 from bridge.settings import load_settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.cpu_hog import cpu_hogs
+
 SECRET = "bench-secret"
 SERVER = "pbx1"
 WINDOW = 1000
+#: Busy-looping processes of a contended burst, at normal priority.
+HOGS = 2
 
 
 # -- the AMI side, in a child process ------------------------------------------------------
@@ -85,37 +102,65 @@ WINDOW = 1000
 class SourceReport:
     events_sent: int
     max_write_stall: float
-    slow_disconnects: int
+    dropped_sessions: int
+    #: The longest an event was queued after its due time (the simulator's own lag).
+    max_production_lag: float
 
 
-def _serve_ami(conn: Connection, rate: float, duration: float, seed: int) -> None:
-    asyncio.run(_serve_ami_async(conn, rate, duration, seed))
+@dataclass(frozen=True)
+class Traffic:
+    """What the simulator plays: ``rate`` events/s for ``duration`` s, or a capture."""
+
+    rate: float
+    duration: float
+    seed: int = 1
+    #: Generate every event before the first login, so a burst beyond what live
+    #: generation sustains (about 10,000 events/s) is still played on schedule.
+    pregenerated: bool = False
+    replay: Path | None = None
+    speed: float = 1.0
 
 
-async def _serve_ami_async(conn: Connection, rate: float, duration: float, seed: int) -> None:
+def _serve_ami(conn: Connection, traffic: Traffic) -> None:
+    asyncio.run(_serve_ami_async(conn, traffic))
+
+
+async def _serve_ami_async(conn: Connection, traffic: Traffic) -> None:
     loop = asyncio.get_running_loop()
+    replay: Path | list[CapturedEvent] | None = traffic.replay
+    if traffic.pregenerated:
+        replay = pregenerate(TrafficGenerator(traffic.seed), traffic.rate, traffic.duration)
     async with AmiSimulator(
-        port=0, secret=SECRET, rate=rate, duration=duration, seed=seed
+        port=0,
+        secret=SECRET,
+        rate=traffic.rate,
+        duration=traffic.duration,
+        seed=traffic.seed,
+        replay=replay,
+        speed=traffic.speed,
     ) as simulator:
         conn.send(simulator.port)
         await simulator.wait_for_sessions(1, 60)
-        await asyncio.sleep(duration + 0.2)
+        while not simulator.traffic_done:  # noqa: ASYNC110 (a thread's flag, no event)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
         report = SourceReport(
-            simulator.events_sent, simulator.max_write_stall, simulator.slow_disconnects
+            simulator.events_sent,
+            simulator.max_write_stall,
+            simulator.dropped_sessions,
+            simulator.max_production_lag,
         )
         conn.send(report)
         await loop.run_in_executor(None, conn.recv)  # serve until told to stop
 
 
 class AmiSource:
-    """``async with AmiSource(rate, duration) as source:`` a simulator in a child process."""
+    """``async with AmiSource(traffic) as source:`` a simulator in a child process."""
 
-    def __init__(self, rate: float, duration: float, seed: int = 1) -> None:
+    def __init__(self, traffic: Traffic) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve_ami, args=(child, rate, duration, seed), daemon=True
-        )
+        self._process = context.Process(target=_serve_ami, args=(child, traffic), daemon=True)
         self.port = 0
 
     async def _receive(self) -> object:
@@ -159,6 +204,8 @@ class Probe:
     read_gaps: list[float] = field(default_factory=list)
     first_read: float = float("inf")
     last_confirm: float = 0.0
+    #: ``ami_bridge_ami_read_gap_max_seconds`` where the bridge exposes it, else None.
+    gauge_read_gap: float | None = None
 
     def watch(self, pipeline: ServerPipeline) -> None:
         settle, journal = pipeline.on_results, pipeline.on_items
@@ -173,12 +220,15 @@ class Probe:
                     self.first_read = min(self.first_read, result.token.received_at)
                     self.last_confirm = now
 
+        last_epoch: int | None = None
+
         def on_items(epoch: int, items: list[StreamItem]) -> None:
-            nonlocal last_read
+            nonlocal last_read, last_epoch
             now = time.perf_counter()
-            if last_read is not None:
+            # Within one connection: the time a reconnection takes is no read gap.
+            if last_read is not None and epoch == last_epoch:
                 self.read_gaps.append(now - last_read)
-            last_read = now
+            last_read, last_epoch = now, epoch
             journal(epoch, items)
 
         # Wrapping the bound methods of this one instance: the session and BridgeApp call
@@ -197,7 +247,14 @@ class Probe:
 
     @property
     def max_read_gap_ms(self) -> float:
+        """The reader's own gauge where it has one, else the gaps between ``on_items``."""
+        if self.gauge_read_gap is not None:
+            return 1000 * self.gauge_read_gap
         return 1000 * max(self.read_gaps, default=0.0)
+
+    @property
+    def read_gap_source(self) -> str:
+        return "reader gauge" if self.gauge_read_gap is not None else "between on_items"
 
 
 @dataclass
@@ -207,6 +264,8 @@ class Phase:
     peak_depth: int
     #: Seconds from the end of the AMI traffic until the journal was empty.
     drain_s: float
+    #: The largest receive queue seen on the bridge's AMI socket, in bytes.
+    peak_rx_bytes: int = 0
 
 
 async def bridge_phase(
@@ -218,13 +277,18 @@ async def bridge_phase(
     nodes: list[str] | None = None,
     quorum: bool = False,
     stream: bool = False,
+    traffic: Traffic | None = None,
+    hogs: int = 0,
 ) -> Phase:
     """Run the bridge against ``rate`` events/s for ``duration`` s until all is confirmed.
 
     ``nodes`` are the broker nodes the bridge is given (``url`` alone by default);
     ``quorum`` makes the bound queue and the unrouted queue quorum queues; ``stream`` lets
-    the bridge declare and fill its history stream as well.
+    the bridge declare and fill its history stream as well; ``traffic`` replaces
+    ``rate``, ``duration`` and ``seed`` (a pregenerated burst, a capture); ``hogs``
+    busy-looping processes run from the first login to the end of the traffic.
     """
+    traffic = traffic or Traffic(rate, duration, seed)
     exchange = f"bench.e2e.{uuid.uuid4().hex[:12]}"
     queue_type = "quorum" if quorum else "classic"
     connection = await aio_pika.connect(url)
@@ -238,14 +302,7 @@ async def bridge_phase(
         try:
             with tempfile.TemporaryDirectory(prefix="ami-bridge-bench-") as journal:
                 return await _run_bridge(
-                    nodes or [url],
-                    exchange,
-                    Path(journal),
-                    rate,
-                    duration,
-                    seed,
-                    queue_type,
-                    stream,
+                    nodes or [url], exchange, Path(journal), traffic, queue_type, stream, hogs
                 )
         finally:
             await delete_topology(channel, exchange)
@@ -265,13 +322,12 @@ async def _run_bridge(
     nodes: list[str],
     exchange: str,
     journal: Path,
-    rate: float,
-    duration: float,
-    seed: int,
+    traffic: Traffic,
     queue_type: str = "classic",
     stream: bool = False,
+    hogs: int = 0,
 ) -> Phase:
-    async with AmiSource(rate, duration, seed) as source:
+    async with AmiSource(traffic) as source:
         settings = load_settings(
             {
                 "ami": [f"{SERVER}=ami://bridge@127.0.0.1:{source.port}"],
@@ -302,23 +358,87 @@ async def _run_bridge(
             return depth
 
         reported = asyncio.create_task(source.report())
-        while not reported.done():
-            sample()
-            await asyncio.wait({reported, bridge}, timeout=0.02)
-            if bridge.done():
-                raise RuntimeError(f"the bridge stopped early: {bridge.result()!r}")
+        receive_queue = ReceiveQueueSampler(source.port)
+        with receive_queue, cpu_hogs(hogs):
+            while not reported.done():
+                sample()
+                await asyncio.wait({reported, bridge}, timeout=0.02)
+                if bridge.done():
+                    raise RuntimeError(f"the bridge stopped early: {bridge.result()!r}")
         report = reported.result()
+        probe.gauge_read_gap = read_gap_gauge(app)
         traffic_end = time.monotonic()
         expected = report.events_sent + 2  # + FullyBooted + the connected status
         deadline = traffic_end + 120
         while len(probe.latencies) < expected or sample():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(probe.latencies)} of {expected} confirmed")
+            if report.dropped_sessions and not sample():
+                # A dropped session's queued events are gone: all that can come is what
+                # the bridge read, and the statuses of its reconnection.
+                before = len(probe.latencies)
+                await asyncio.sleep(1.0)
+                if len(probe.latencies) == before and not sample():
+                    break
             await asyncio.sleep(0.01)
         drain_s = time.monotonic() - traffic_end
         app.request_stop()
         await bridge
-    return Phase(probe, report, peak, drain_s)
+    return Phase(probe, report, peak, drain_s, receive_queue.peak)
+
+
+READ_GAP_GAUGE = "ami_bridge_ami_read_gap_max_seconds"
+
+
+def read_gap_gauge(app: BridgeApp) -> float | None:
+    """The largest ``ami_bridge_ami_read_gap_max_seconds`` over servers, if it exists."""
+    values = [
+        sample.value
+        for family in app.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == READ_GAP_GAUGE
+    ]
+    return max(values) if values else None
+
+
+def receive_queue(port: int) -> int | None:
+    """The kernel receive queue (bytes) of the connection whose peer is ``port``.
+
+    Read from ``/proc/net/tcp``: the bridge's AMI socket is the one whose remote port is
+    the simulator's, whatever the bridge does with it.
+    """
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[2].endswith(wanted) and fields[3] == "01":  # ESTABLISHED
+                    return int(fields[4].partition(":")[2], 16)
+    return None
+
+
+class ReceiveQueueSampler:
+    """``with ReceiveQueueSampler(port):`` samples :func:`receive_queue` every 2 ms."""
+
+    def __init__(self, port: int, every: float = 0.002) -> None:
+        self._port = port
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak = max(self.peak, receive_queue(self._port) or 0)
+
+    def __enter__(self) -> ReceiveQueueSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # -- the reference body for the ceiling ----------------------------------------------------
@@ -346,7 +466,64 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def burst_line(name: str, phase: Phase) -> str:
+    source = phase.source
+    return (
+        f"burst {name}: {source.events_sent:,} sent; sessions dropped "
+        f"{source.dropped_sessions}; longest read gap {phase.probe.max_read_gap_ms:.1f} ms "
+        f"({phase.probe.read_gap_source}); largest receive queue "
+        f"{phase.peak_rx_bytes / 1e6:.2f} MB; journal peak {phase.peak_depth:,}, empty "
+        f"{phase.drain_s:.1f} s after; longest write stall "
+        f"{1000 * source.max_write_stall:.1f} ms; simulator lag "
+        f"{1000 * source.max_production_lag:.1f} ms"
+    )
+
+
+async def burst_runs(args: argparse.Namespace) -> list[tuple[str, Phase]]:
+    """The burst idle, then contended ``--contended-runs`` times, then each replay speed.
+
+    Each line says what the simulator (Asterisk's 100 ms write deadline) did to the
+    bridge's session; the last is a summary over the runs.
+    """
+    generated = Traffic(args.burst_rate, args.burst_seconds, 3, pregenerated=True)
+    label = f"{args.burst_rate:,.0f} events/s for {args.burst_seconds:g} s"
+    plan: list[tuple[str, Traffic, int]] = [(f"{label}, idle host", generated, 0)]
+    plan += [
+        (f"{label}, contended run {n}", generated, HOGS) for n in range(1, args.contended_runs + 1)
+    ]
+    if args.replay is not None:
+        for speed in args.replay_speeds:
+            replay = Traffic(0, 0, 3, replay=args.replay, speed=speed)
+            plan.append((f"replay of {args.replay.name} at {speed:g}x, contended", replay, HOGS))
+    runs = []
+    for name, traffic, hogs in plan:
+        phase = await bridge_phase(args.url, 0, 0, 0, traffic=traffic, hogs=hogs)
+        lost = phase.source.events_sent - (len(phase.probe.latencies) - 2)
+        print(f"{burst_line(name, phase)}; {max(0, lost):,} events lost", flush=True)
+        runs.append((name, phase))
+    contended = [p for name, p in runs if hogs_in(name)]
+    if contended:
+        dropped = sum(1 for p in contended if p.source.dropped_sessions)
+        gap = max(p.probe.max_read_gap_ms for p in contended)
+        rx = max(p.peak_rx_bytes for p in contended)
+        peak = max(p.peak_depth for p in contended)
+        print(
+            f"burst summary: {dropped} of {len(contended)} contended runs dropped; longest "
+            f"read gap {gap:.1f} ms; largest receive queue {rx / 1e6:.2f} MB; journal peak "
+            f"{peak:,}",
+            flush=True,
+        )
+    return runs
+
+
+def hogs_in(name: str) -> bool:
+    return "contended" in name
+
+
 async def run(args: argparse.Namespace) -> dict[str, float]:
+    if args.burst_only:
+        bursts = await burst_runs(args)
+        return {"burst_runs": len(bursts)}
     throughput = await bridge_phase(args.url, args.source_rate, args.events / args.source_rate, 1)
     t = throughput.probe
     print(
@@ -376,16 +553,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         flush=True,
     )
 
-    burst = await bridge_phase(args.url, args.burst_rate, args.burst_seconds, 3)
-    sent = burst.source.events_sent
-    print(
-        f"burst {args.burst_rate:,.0f} events/s for {args.burst_seconds:g} s: {sent:,} sent; "
-        f"simulator's longest write stall {1000 * burst.source.max_write_stall:.1f} ms "
-        f"({burst.source.slow_disconnects} over 100 ms); bridge's longest gap between AMI "
-        f"reads {burst.probe.max_read_gap_ms:.1f} ms; journal peak {burst.peak_depth:,}, "
-        f"empty {burst.drain_s:.1f} s after the burst",
-        flush=True,
-    )
+    bursts = await burst_runs(args)
+    burst = bursts[0][1]
     rss = _peak_rss_mb()
     print(f"peak RSS of the bridge process: {rss:.0f} MB", flush=True)
 
@@ -397,6 +566,11 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         f"{ceiling.rate:,.0f} msgs/s; the bridge's publisher alone: {publisher.rate:,.0f} msgs/s",
         flush=True,
     )
+    print(
+        f"end to end {t.rate:,.0f} events/s = {t.rate / ceiling.rate:.2f}x the plain aio-pika "
+        f"loop of the same run (target >= 2x)",
+        flush=True,
+    )
     return {
         "events_per_s": round(t.rate),
         "events_per_s_with_stream": round(s.rate),
@@ -406,9 +580,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "rss_mb": round(rss, 1),
         "burst_max_write_stall_ms": round(1000 * burst.source.max_write_stall, 1),
         "burst_drain_s": round(burst.drain_s, 2),
-        "burst_slow_disconnects": burst.source.slow_disconnects,
+        "burst_dropped_sessions": burst.source.dropped_sessions,
         "burst_max_read_gap_ms": round(burst.probe.max_read_gap_ms, 1),
         "burst_journal_peak": burst.peak_depth,
+        "burst_peak_rx_bytes": burst.peak_rx_bytes,
+        "contended_dropped_sessions": sum(
+            p.source.dropped_sessions for name, p in bursts if hogs_in(name)
+        ),
         "publisher_only_events_per_s": round(publisher.rate),
     }
 
@@ -426,6 +604,22 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--burst-rate", type=float, default=30_000)
     parser.add_argument("--burst-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--contended-runs",
+        type=int,
+        default=1,
+        help=f"burst runs with {HOGS} busy-looping processes on the host (default: 1)",
+    )
+    parser.add_argument(
+        "--replay", type=Path, default=None, help="also burst this capture (.ami, .ami.gz)"
+    )
+    parser.add_argument(
+        "--replay-speeds",
+        type=lambda text: [float(x) for x in text.split(",")],
+        default=[1.0, 2.0],
+        help="with --replay: comma-separated speeds (default: 1,2)",
+    )
+    parser.add_argument("--burst-only", action="store_true", help="run the burst phase alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     quiet_gc()  # as ``ami-bridge run`` does

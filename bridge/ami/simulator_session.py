@@ -42,18 +42,21 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from bridge.ami.event_mask import ALL_CLASSES, PERMS, parse_event_mask
-from bridge.ami.protocol import AmiParser, Header, Message, serialize
+from bridge.ami.protocol import AmiParser, Header, Item, Message, serialize
 from bridge.ami.shapes import (
     ListItem,
+    Phone,
     device_state_items,
     endpoint_items,
     extension_state_items,
     queue_status_items,
 )
+from bridge.ami.simulator_io import SessionIO
 from bridge.ami.traffic import TrafficGenerator
 
 __all__ = ["SessionActions", "SimulatorSession"]
@@ -91,37 +94,49 @@ def _list_answer(
 
 
 class SimulatorSession:
-    """One client connection and what Asterisk keeps per manager session."""
+    """One client connection and what Asterisk keeps per manager session.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    Lives on the simulator's event loop; its socket is served by :attr:`io` in a thread.
+    """
+
+    #: The session's socket, set by the server right after creating the session.
+    io: SessionIO
+
+    def __init__(self) -> None:
         self.parser = AmiParser(expect_banner=False)
         self.logged_in = False
         self.mask = ALL_CLASSES
         self.challenge = ""
-        self.wrote = asyncio.Event()
+        self.peer = "a client"
+        #: What the client sent, parsed, in order; None once the connection is gone.
+        self.requests: asyncio.Queue[Item | None] = asyncio.Queue()
+
+    def feed(self, data: bytes) -> None:
+        for item in self.parser.feed(data):
+            self.requests.put_nowait(item)
+
+    def feed_eof(self) -> None:
+        self.requests.put_nowait(None)
 
     def is_open(self) -> bool:
-        return not self.writer.is_closing()
+        return self.io.is_open()
 
     def accepts(self, mask: int) -> bool:
         return self.mask & mask == mask
 
-    def write(self, data: bytes) -> None:
-        if data and self.is_open():
-            self.writer.write(data)
-            self.wrote.set()
+    def send_raw(self, data: bytes) -> None:
+        self.io.put((data,))
 
     def send(self, *messages: list[Header]) -> None:
-        self.write(b"".join(serialize(m) for m in messages))
+        """Queue ``messages`` for the socket, each one message for the write deadline."""
+        self.io.put([serialize(m) for m in messages])
 
     def close(self) -> None:
-        """Close after what was written reaches the socket (``Goodbye``, failed login)."""
-        self.writer.close()
+        """Close after what was queued reaches the socket (``Goodbye``, failed login)."""
+        self.io.close()
 
     def abort(self) -> None:
-        self.writer.transport.abort()
+        self.io.abort()
 
 
 _Handler = Callable[["SessionActions", SimulatorSession, Message], Awaitable[None]]
@@ -139,6 +154,8 @@ class SessionActions:
     _clock: Callable[[], float]
     _started_at: float
     _traffic: TrafficGenerator
+    #: Held while reading :attr:`_traffic`: the producer's thread advances it.
+    _traffic_lock: threading.Lock
     #: Seconds an Originate takes to be answered (how long the simulated call rings).
     originate_delay: float = 0.05
     _originated = 0
@@ -279,25 +296,31 @@ class SessionActions:
             session.send(event)
 
     async def _core_show_channels(self, session: SimulatorSession, request: Message) -> None:
-        items = [("CoreShowChannel", body) for body in self._traffic.show_channels()]
+        with self._traffic_lock:
+            bodies = self._traffic.show_channels()
+        items = [("CoreShowChannel", body) for body in bodies]
         complete = "CoreShowChannelsComplete"
         session.send(*_list_answer(request, "Channels will follow", items, complete))
 
     # -- state lists (Asterisk 22) ------------------------------------------------------
 
+    def _phones(self) -> list[Phone]:
+        with self._traffic_lock:
+            return self._traffic.phones()
+
     def _device_state_list(self, request: Message) -> list[list[Header]]:
-        items = device_state_items(self._traffic.phones())
+        items = device_state_items(self._phones())
         message = "Device State Changes will follow"
         return _list_answer(request, message, items, "DeviceStateListComplete")
 
     def _extension_state_list(self, request: Message) -> list[list[Header]]:
-        items = extension_state_items(self._traffic.phones())
+        items = extension_state_items(self._phones())
         message = "Extension Statuses will follow"
         return _list_answer(request, message, items, "ExtensionStateListComplete")
 
     def _queue_status(self, request: Message) -> list[list[Header]]:
         booted_at = self._clock() - (time.monotonic() - self._started_at)
-        items = queue_status_items(self._traffic.phones(), int(booted_at))
+        items = queue_status_items(self._phones(), int(booted_at))
         message = "Queue status will follow"
         return _list_answer(request, message, items, "QueueStatusComplete", action_id_last=True)
 
@@ -308,7 +331,7 @@ class SessionActions:
         session.send(_reply(request, "Success", *lines))
 
     def _pjsip_show_endpoints(self, request: Message) -> list[list[Header]]:
-        items = endpoint_items(self._traffic.phones())
+        items = endpoint_items(self._phones())
         message = "A listing of Endpoints follows, presented as EndpointList events"
         return _list_answer(request, message, items, "EndpointListComplete")
 

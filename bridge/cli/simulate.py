@@ -3,6 +3,10 @@
 A thin shell around :class:`bridge.ami.simulator.AmiSimulator`: flags in, one log line
 out (host, port and user, never the secret), then serve until a signal arrives.
 
+``--replay FILE [--speed X]`` plays a capture at the pace of its ``Timestamp:`` headers
+instead of generated traffic; ``--write-timeout`` is Asterisk's ``writetimeout``: a
+session whose write blocks longer is dropped, and the last line counts those drops.
+
 ``--tls-cert FILE`` (with ``--tls-key FILE`` unless the key is in the same file) serves
 ``amis://`` instead, on port 5039 unless ``--port`` says otherwise, as Asterisk does.
 """
@@ -32,6 +36,13 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
@@ -84,9 +95,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send Asterisk 1.4 event shapes (default: Asterisk 22)",
     )
     parser.add_argument(
+        "--write-timeout",
+        type=_positive,
+        default=0.1,
+        help="seconds one write to a session may block before the session is dropped and "
+        "its queued events thrown away, as Asterisk's writetimeout (default: %(default)s)",
+    )
+    parser.add_argument(
         "--sequence-numbers",
         action="store_true",
-        help="add SequenceNumber headers, as Asterisk does with manager.conf debug = on",
+        help="add SequenceNumber to every event, as Asterisk's 'debug = on' does",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="play the events of an AMI capture (.ami or .ami.gz) at the pace of its "
+        "Timestamp headers, from the first login, instead of generated traffic",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="with --replay: play the capture this many times faster (default: %(default)s)",
     )
     parser.add_argument(
         "--tls-cert",
@@ -136,40 +168,59 @@ def run(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         port = DEFAULT_TLS_PORT if context is not None else DEFAULT_PORT
-    simulator = AmiSimulator(
-        host=args.host,
-        port=port,
-        user=args.user,
-        secret=resolve_secret(args.secret),
-        rate=args.rate,
-        duration=args.duration,
-        seed=args.seed,
-        legacy=args.legacy,
-        ssl_context=context,
-        sequence_numbers=args.sequence_numbers,
-    )
     try:
-        asyncio.run(_serve(simulator))
+        simulator = AmiSimulator(
+            host=args.host,
+            port=port,
+            user=args.user,
+            secret=resolve_secret(args.secret),
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            legacy=args.legacy,
+            write_timeout=args.write_timeout,
+            sequence_numbers=args.sequence_numbers,
+            replay=args.replay,
+            speed=args.speed,
+            ssl_context=context,
+        )
+    except OSError as e:
+        log.error("cannot read the capture %s: %s", args.replay, e.strerror or e)
+        return int(ExitCode.CONFIG_ERROR)
+    try:
+        asyncio.run(_serve(simulator, _traffic(args)))
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", args.host, port, e.strerror or e)
         return int(ExitCode.FAILURE)
     return int(ExitCode.OK)
 
 
-async def _serve(simulator: AmiSimulator) -> None:
+def _traffic(args: argparse.Namespace) -> str:
+    if args.replay is not None:
+        return f"replay of {args.replay.name} at {args.speed:g}x"
+    return f"{args.rate:g} events/s"
+
+
+async def _serve(simulator: AmiSimulator, traffic: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with simulator:
         log.info(
-            "AMI simulator listening on %s://%s:%d as user %r (%s events/s, %s)",
+            "AMI simulator listening on %s://%s:%d as user %r (%s, %s, write timeout %s s)",
             "amis" if simulator.tls else "ami",
             simulator.host,
             simulator.port,
             simulator.user,
-            simulator.rate,
+            traffic,
             "Asterisk 1.4 shapes" if simulator.legacy else "Asterisk 22 shapes",
+            simulator.write_timeout,
         )
         await stop.wait()
-    log.info("AMI simulator stopped")
+    log.info(
+        "AMI simulator stopped: %d events sent, %d sessions dropped, longest write stall %.1f ms",
+        simulator.events_sent,
+        simulator.dropped_sessions,
+        1000 * simulator.max_write_stall,
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import itertools
+import logging
 import re
 import socket
 import subprocess
@@ -13,10 +15,20 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from bridge.ami.protocol import AmiParser, Banner, Event, Header, Item, Response, serialize_action
+from bridge.ami.protocol import (
+    AmiParser,
+    Banner,
+    Event,
+    Header,
+    Item,
+    Response,
+    serialize,
+    serialize_action,
+)
 from bridge.ami.simulator import AmiSimulator
 from bridge.cli.main import build_parser
 from bridge.cli.simulate import SECRET_ENV, resolve_secret
@@ -88,6 +100,13 @@ class Client:
                 await self.next_item(within)
         except EOFError:
             return True
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket, as a stalled reader would."""
+        cast(asyncio.Transport, self.writer.transport).pause_reading()
+
+    def resume_reading(self) -> None:
+        cast(asyncio.Transport, self.writer.transport).resume_reading()
 
     def close(self) -> None:
         self.writer.close()
@@ -396,6 +415,43 @@ async def test_legacy_banner_and_1_4_event_shapes() -> None:
         client.close()
 
 
+# -- replay --------------------------------------------------------------------------------
+
+
+def write_capture(path: Path, stamps: list[float]) -> None:
+    """A gzip capture as a client reads it: banner, login answer, then one event per stamp."""
+    parts = [b"Asterisk Call Manager/11.0.0\r\n"]
+    parts.append(serialize([("Response", "Success"), ("Message", "Authentication accepted")]))
+    parts.append(serialize([("Event", "FullyBooted"), ("Privilege", "system,all")]))
+    for n, stamp in enumerate(stamps):
+        event = [("Event", "UserEvent"), ("Privilege", "user,all"), ("Timestamp", f"{stamp:.6f}")]
+        parts.append(serialize([*event, ("UserEvent", f"E{n}")]))
+    with gzip.open(path, "wb") as f:
+        f.write(b"".join(parts))
+
+
+async def test_replay_plays_a_capture_at_its_pace_and_faster(tmp_path: Path) -> None:
+    capture = tmp_path / "burst.ami.gz"
+    write_capture(capture, [1796188640.0 + n / 10 for n in range(10)])  # 0.9 s of events
+    async with AmiSimulator(port=0, replay=capture, speed=3, sequence_numbers=True) as sim:
+        client = await Client.connect(sim.port)
+        await client.login()
+        arrivals: list[tuple[float, Event]] = []
+        async with asyncio.timeout(5):
+            while len(arrivals) < 12:  # ours, then the capture's FullyBooted and 10 events
+                event = await client.event()
+                arrivals.append((time.monotonic(), event))
+        played = [e for _, e in arrivals[1:]]
+        assert [e.get("UserEvent") for e in played[1:]] == [f"E{n}" for n in range(10)]
+        assert [e.get("SequenceNumber") for e in played] == [str(n) for n in range(11)]
+        # 0.9 s recorded, played 3 times faster: about 0.3 s from the first to the last.
+        spread = arrivals[-1][0] - arrivals[2][0]
+        assert 0.25 <= spread <= 0.6, spread
+        await eventually(lambda: sim.traffic_done)
+        assert sim.events_sent == 11
+        client.close()
+
+
 # -- faults --------------------------------------------------------------------------------
 
 
@@ -415,18 +471,87 @@ async def test_drop_connections_closes_every_session(sim: AmiSimulator) -> None:
         await sim.wait_for_sessions(1, timeout=0.1)
 
 
-async def test_a_reader_that_stops_reading_is_disconnected_when_asked() -> None:
-    async with AmiSimulator(port=0, rate=20000, write_timeout=0.1, disconnect_slow=True) as sim:
+async def test_a_reader_that_stops_reading_is_dropped_and_the_others_keep_their_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with AmiSimulator(port=0, rate=0, write_timeout=0.1, sequence=True) as sim:
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", sim.port))
-        client = Client(*await asyncio.open_connection(sock=raw))
+        stalled = Client(*await asyncio.open_connection(sock=raw))
+        reader = await Client.connect(sim.port)
+        await stalled.login()
+        stalled.pause_reading()
+        await reader.login(Events="call")  # the small events only, not the filler
+        await sim.wait_for_sessions(2, timeout=2)
+        filler = [("Event", "UserEvent"), ("Privilege", "user,all"), ("Filler", "x" * 60000)]
+        small = [("Event", "Newchannel"), ("Privilege", "call,all")]
+        with caplog.at_level(logging.WARNING, logger="bridge.ami.simulator"):
+            # Big events fill the kernel's buffers at once: the stalled client's writes
+            # block and Asterisk's rule drops it.
+            for _ in range(300):
+                sim.inject(filler)
+                sim.inject(small)
+            events = []
+            began = time.monotonic()
+            while sim.dropped_sessions == 0:
+                events += await reader.events_for(0.05)
+                assert time.monotonic() - began < 10, "the stalled session was never dropped"
+            for _ in range(100):
+                sim.inject(small)
+            while len(events) < 400:
+                events += await reader.events_for(0.05)
+                assert time.monotonic() - began < 10, "the reading session missed events"
+        await eventually(lambda: sim.sessions == 1)
+        assert sim.dropped_sessions == 1
+        # The deadline is per blocked write: the drop comes soon after it passes (how soon
+        # depends on the host's load).
+        assert 0.1 <= sim.max_write_stall < 1.0
+        dropped = [r for r in caplog.records if "session dropped" in r.getMessage()]
+        assert [r.levelno for r in dropped] == [logging.WARNING]
+        # The reading session got every one of its events, in order; the sequence counts
+        # every event, the fillers too, as Asterisk's does.
+        numbers = [int(e.get("SequenceNumber") or "-1") for e in events]
+        assert numbers == [*range(1, 600, 2), *range(600, 700)]
+        # The dropped session's socket is closed: what it had not read is all it gets.
+        stalled.resume_reading()
+        with contextlib.suppress(ConnectionResetError):
+            assert await stalled.closed(within=5)
+        stalled.close()
+        reader.close()
+
+
+async def test_a_slow_reader_within_the_deadline_is_kept() -> None:
+    async with AmiSimulator(port=0, rate=2000, write_timeout=0.1, sequence=True) as sim:
+        client = await Client.connect(sim.port)
         await client.login()
-        # Stop reading: the server's writes stall and Asterisk's rule drops the session.
-        await eventually(lambda: sim.slow_disconnects > 0, within=10)
-        await eventually(lambda: sim.sessions == 0)
-        assert sim.max_write_stall < 0.2  # recorded stalls never exceed the limit by much
+        events: list[Event] = []
+        for _ in range(10):  # pauses of 50 ms, well under the deadline at this rate
+            client.pause_reading()
+            await asyncio.sleep(0.05)
+            client.resume_reading()
+            events += await client.events_for(0.05)
+        assert sim.dropped_sessions == 0
+        numbers = [int(e.get("SequenceNumber") or "-1") for e in events if e.name != "FullyBooted"]
+        assert numbers == list(range(len(numbers)))
+        client.close()
+
+
+async def test_responses_keep_their_place_among_the_events() -> None:
+    async with AmiSimulator(port=0, rate=5000, seed=4) as sim:
+        client = await Client.connect(sim.port)
+        await client.login()
+        for n in range(50):
+            client.send("Ping", action_id=f"p{n}")
+        pongs: list[str | None] = []
+        async with asyncio.timeout(5):
+            while len(pongs) < 50:
+                item = await client.next_item()
+                if isinstance(item, Response):
+                    pongs.append(item.action_id)
+        assert pongs == [f"p{n}" for n in range(50)]  # every one whole, in order
+        assert sim.dropped_sessions == 0
         client.close()
 
 
@@ -439,21 +564,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def connect_when_listening(port: int) -> socket.socket:
+    """A connection to the simulator process on ``port``, once it listens."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.05)
+
+
 def test_cli_serves_events_to_a_raw_socket_client() -> None:
     port = free_port()
     command = [sys.executable, "-m", "bridge", "simulate", "--port", str(port), "--rate", "200"]
     command += ["--user", "u", "--secret", "s3cr3t-xyz", "--duration", "2"]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.05)
-        with conn:
+        with connect_when_listening(port) as conn:
             conn.sendall(b"Action: Login\r\nUsername: u\r\nSecret: s3cr3t-xyz\r\n\r\n")
             received = b""
             conn.settimeout(0.5)
@@ -499,8 +627,39 @@ def test_cli_help_documents_the_defaults(
     assert "env-secret-value" not in text
 
 
-def test_cli_rejects_a_negative_rate(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--rate", "-1"), ("--write-timeout", "0"), ("--speed", "0")]
+)
+def test_cli_rejects_a_value_out_of_range(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        build_parser(["simulate"]).parse_args(["simulate", "--rate", "-1"])
+        build_parser(["simulate"]).parse_args(["simulate", flag, value])
     assert exit_info.value.code == 2
-    assert "--rate" in capsys.readouterr().err
+    assert flag in capsys.readouterr().err
+
+
+def test_cli_replays_a_capture_with_the_write_timeout(tmp_path: Path) -> None:
+    capture = tmp_path / "short.ami.gz"
+    write_capture(capture, [1796188640.0 + n / 100 for n in range(50)])
+    port = free_port()
+    command = [sys.executable, "-m", "bridge", "simulate", "--port", str(port)]
+    command += ["--sequence-numbers"]
+    command += ["--replay", str(capture), "--speed", "2", "--write-timeout", "0.5"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        with connect_when_listening(port) as conn:
+            conn.sendall(b"Action: Login\r\nUsername: bridge\r\nSecret: bridge-secret\r\n\r\n")
+            received = b""
+            conn.settimeout(0.5)
+            while received.count(b"UserEvent: E") < 50:
+                received += conn.recv(65536)
+        events = [i for i in AmiParser().feed(received) if isinstance(i, Event)]
+        assert [e.get("SequenceNumber") for e in events[1:]] == [str(n) for n in range(51)]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "replay of short.ami.gz at 2x" in stderr
+    assert "write timeout 0.5 s" in stderr
+    assert "51 events sent, 0 sessions dropped" in stderr

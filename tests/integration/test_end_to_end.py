@@ -77,7 +77,7 @@ async def test_several_pbxs_every_event_arrives_in_order(
             await consumer.wait_until(all_arrived, 20, f"{expected} messages")
             await consumer.wait_quiet(0.3)
             assert [p.journal.depth for p in app.pipelines] == [0, 0]
-            assert all(sim.slow_disconnects == 0 for sim in simulators.values())
+            assert all(sim.dropped_sessions == 0 for sim in simulators.values())
 
     # The graceful stop logged off: one more status per server, published before exiting.
     grouped = by_server(consumer.bodies)
