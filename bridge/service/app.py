@@ -2,7 +2,11 @@
 
 Startup order matters: the broker connection and the topology come first, so no AMI
 event is read before it has somewhere to go; only then do the AMI sessions log in.
-Journalled records from an earlier run are published before anything new.
+Journalled records from an earlier run are published before anything new.  A member of
+a hot-standby pair (``ha``) is the exception: it logs in at once and journals while it
+waits for the broker, since a pair exists so that no event goes unread, and a pair
+whose broker comes up after it (a whole site restarting) would otherwise miss every
+event until then.
 
 Shutdown (SIGTERM or SIGINT): stop taking action requests from the bus (see
 :mod:`bridge.service.rpc`), stop reading AMI (Logoff), publish what is journalled
@@ -174,12 +178,14 @@ class BridgeApp:
                 loop.add_signal_handler(sig, self.request_stop)
         if self.health is not None:
             await self.health.start()
+        read_at_once = bool(self.locks)
         try:
-            if not await self._connect_broker():
+            if not read_at_once and not await self._connect_broker():
                 return self._exit
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._dispatch_results(), name="results")]
-                tasks.append(group.create_task(self._supervise_broker(), name="broker"))
+                broker = self._broker(connect=read_at_once)
+                tasks.append(group.create_task(broker, name="broker"))
                 if self.rpc is not None:
                     tasks.append(group.create_task(self.rpc.run(), name="rpc"))
                 for lock in self.locks:
@@ -254,6 +260,17 @@ class BridgeApp:
         self.metrics.broker_connected.set(1)
         self.broker_ready.set()
         return True
+
+    async def _broker(self, *, connect: bool) -> None:
+        """Supervise the broker connection, first making it when ``connect``."""
+        if connect:
+            if not await self._connect_broker():
+                if not self._stop.is_set():  # refused or conflicting: exit as at start
+                    self.request_stop(self._exit)
+                return
+            for pipeline in self.pipelines:
+                pipeline.wake()  # what was journalled meanwhile
+        await self._supervise_broker()
 
     async def _supervise_broker(self) -> None:
         while True:

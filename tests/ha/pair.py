@@ -157,8 +157,13 @@ async def running_pair(
     ha: bool = True,
     names: tuple[str, ...] = ("a", "b"),
     start: bool = True,
+    members_amqp: str | None = None,
 ) -> AsyncIterator[Pair]:
-    """The simulator, a consumer bound to ``exchange`` and one bridge per name."""
+    """The simulator, a consumer bound to ``exchange`` and one bridge per name.
+
+    The consumer uses ``amqp_url``; the members use ``members_amqp`` when given (a proxy
+    in front of the same broker, say).
+    """
     server = f"ha{uuid.uuid4().hex[:10]}"
     simulator = AmiSimulator(port=0, secret=SECRET, rate=0, sequence_numbers=sequence_numbers)
     async with simulator, Consumer.bound(amqp_url, exchange, queue) as consumer:
@@ -166,7 +171,7 @@ async def running_pair(
         for name in names:
             args = run_args(
                 {server: simulator.port},
-                amqp=amqp_url,
+                amqp=members_amqp or amqp_url,
                 exchange=exchange,
                 journal_dir=tmp_path / name,
                 ha=ha,

@@ -26,15 +26,23 @@ class TcpProxy:
     """``async with TcpProxy(host, port) as proxy:`` then connect to ``127.0.0.1:proxy.port``.
 
     With ``tls`` (a server context) the proxy terminates TLS in front of a plain upstream.
+    With ``port`` it listens there instead of on a free port, so a client can be given
+    its address before it listens (connections are refused until then, as by a peer
+    that is down).
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, tls: ssl.SSLContext | None = None
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        port: int = 0,
     ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.tls = tls
-        self.port = 0
+        self.port = port
         #: Connections accepted so far, including the ones refused while cut.
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -54,7 +62,9 @@ class TcpProxy:
         return len(self._handlers)
 
     async def __aenter__(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, ssl=self.tls
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
