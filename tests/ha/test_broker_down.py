@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bridge.cli.exit_codes import ExitCode
 from tests.ha.pair import Traffic, counts, number, running_pair
 from tests.ha.test_takeover import actives, everything_arrived
 from tests.integration.harness import free_port, wait_for
@@ -82,3 +83,26 @@ async def test_both_start_while_the_broker_is_down_and_one_publishes(
             assert taken[0]["fields"]["republished"] >= read_while_down
             assert "stands by" in pair.members[standby].log()
             assert all(member.running for member in pair.members.values())
+
+
+async def test_a_member_refused_at_start_exits_2_after_reading(
+    amqp_url: str, amqp_names: AmqpNames, tmp_path: Path
+) -> None:
+    """Reading at once changes nothing of the exit on a refusal at start."""
+    broker = urlsplit(amqp_url)
+    wrong = broker._replace(netloc=f"{broker.username}:wrong@{broker.netloc.rpartition('@')[2]}")
+    async with running_pair(
+        amqp_url,
+        amqp_names.exchange,
+        amqp_names.queue,
+        tmp_path,
+        names=("a",),
+        members_amqp=wrong.geturl(),
+    ) as pair:
+        member = pair.members["a"]
+        assert await member.wait(30) == ExitCode.CONFIG_ERROR
+        log = member.log()
+        assert "exiting (amqp_on_auth_failure=exit)" in log
+        assert "Traceback" not in log
+        assert ":wrong@" not in log
+        assert not pair.consumer.bodies
