@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+import yarl
 
 from bridge.cli.exit_codes import ExitCode
 from tests.ha.pair import Traffic, counts, number, running_pair
 from tests.ha.test_takeover import actives, everything_arrived
-from tests.integration.harness import free_port, wait_for
+from tests.integration.harness import broker_address, free_port, via_proxy, wait_for
 from tests.support import AmqpNames
 from tests.support.tcp_proxy import TcpProxy
 
@@ -35,10 +35,9 @@ def journalled(folder: Path) -> int:
 async def test_both_start_while_the_broker_is_down_and_one_publishes(
     amqp_url: str, amqp_names: AmqpNames, tmp_path: Path
 ) -> None:
-    broker = urlsplit(amqp_url)
-    port = free_port()
-    credentials = broker.netloc.rpartition("@")[0]
-    members_url = broker._replace(netloc=f"{credentials}@127.0.0.1:{port}").geturl()
+    # Not listening yet: the members are refused until the proxy opens on this port.
+    proxy = TcpProxy(*broker_address(amqp_url), port=free_port())
+    members_url = via_proxy(amqp_url, proxy)
     async with running_pair(
         amqp_url, amqp_names.exchange, amqp_names.queue, tmp_path, members_amqp=members_url
     ) as pair:
@@ -55,7 +54,7 @@ async def test_both_start_while_the_broker_is_down_and_one_publishes(
         assert all(member.running for member in pair.members.values())
 
         read_while_down = traffic.sent
-        async with TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672, port=port):
+        async with proxy:
             await pair.consumer.wait_until(
                 lambda b: bool(actives(b)), 20, "a member to take the lock"
             )
@@ -89,15 +88,14 @@ async def test_a_member_refused_at_start_exits_2_after_reading(
     amqp_url: str, amqp_names: AmqpNames, tmp_path: Path
 ) -> None:
     """Reading at once changes nothing of the exit on a refusal at start."""
-    broker = urlsplit(amqp_url)
-    wrong = broker._replace(netloc=f"{broker.username}:wrong@{broker.netloc.rpartition('@')[2]}")
+    wrong = yarl.URL(amqp_url).with_password("wrong")
     async with running_pair(
         amqp_url,
         amqp_names.exchange,
         amqp_names.queue,
         tmp_path,
         names=("a",),
-        members_amqp=wrong.geturl(),
+        members_amqp=str(wrong),
     ) as pair:
         member = pair.members["a"]
         assert await member.wait(30) == ExitCode.CONFIG_ERROR
