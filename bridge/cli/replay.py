@@ -25,6 +25,7 @@ from bridge.cli.exit_codes import ExitCode
 from bridge.cli.flags import ConfigError, add_settings_arguments, settings_from_args
 from bridge.cli.pipes import silence_stdout
 from bridge.cli.run import configure_logging, new_event_loop
+from bridge.ha.event_id import EventIds
 from bridge.publish.records import decode, encode_event, encode_malformed
 from bridge.publish.routing import Router
 from bridge.service.render import Rendered, Renderer
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def render_capture(data: bytes, renderer: Renderer, received_at: float) -> Iterator[Rendered]:
     """Every message the bridge would publish for ``data``, in file order."""
     parser = AmiParser()
+    event_ids = EventIds()  # as the reader numbers a live stream
     seq = 0
     for item in parser.feed(data) + parser.feed_eof():
         if isinstance(item, Banner | Response):
@@ -55,7 +57,8 @@ def render_capture(data: bytes, renderer: Renderer, received_at: float) -> Itera
         seq += 1
         stream_item = as_stream_item(item)
         if isinstance(stream_item, Event):
-            record = encode_event(REPLAY_EPOCH, seq, received_at, stream_item)
+            event_id = event_ids.next(stream_item.raw)
+            record = encode_event(REPLAY_EPOCH, seq, received_at, stream_item, event_id=event_id)
         else:
             record = encode_malformed(REPLAY_EPOCH, seq, received_at, stream_item)
         yield renderer.render(decode(record))

@@ -474,7 +474,7 @@ async def test_drop_connections_closes_every_session(sim: AmiSimulator) -> None:
 async def test_a_reader_that_stops_reading_is_dropped_and_the_others_keep_their_events(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with AmiSimulator(port=0, rate=0, write_timeout=0.1, sequence=True) as sim:
+    async with AmiSimulator(port=0, rate=0, write_timeout=0.1, sequence_numbers=True) as sim:
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.setblocking(False)
@@ -523,7 +523,7 @@ async def test_a_reader_that_stops_reading_is_dropped_and_the_others_keep_their_
 
 
 async def test_a_slow_reader_within_the_deadline_is_kept() -> None:
-    async with AmiSimulator(port=0, rate=2000, write_timeout=0.1, sequence=True) as sim:
+    async with AmiSimulator(port=0, rate=2000, write_timeout=0.1, sequence_numbers=True) as sim:
         client = await Client.connect(sim.port)
         await client.login()
         events: list[Event] = []

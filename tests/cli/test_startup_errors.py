@@ -66,14 +66,14 @@ def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_journal_folder_that_cannot_be_written(tmp_path: Path, unwritable_dir: Path) -> None:
     line = run_bridge(tmp_path, "--journal-dir", str(unwritable_dir), "--metrics-port", "0")
-    assert f"cannot open the journal in {unwritable_dir}" in line
+    assert f"journal directory {unwritable_dir}/pbx1 is not writable" in line
 
 
 def test_a_journal_folder_that_is_a_file(tmp_path: Path) -> None:
     file = tmp_path / "journal.txt"
     file.write_text("not a folder")
     line = run_bridge(tmp_path, "--journal-dir", str(file), "--metrics-port", "0")
-    assert f"cannot open the journal in {file}" in line
+    assert f"journal directory {file}/pbx1 is not writable" in line
     assert "Not a directory" in line
 
 
