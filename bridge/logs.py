@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
@@ -53,6 +54,12 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(library_level)
     logging.getLogger(BRIDGE_LOGGER).setLevel(level)
+    # aio-pika's Connection.__del__ creates a close() coroutine it never awaits when a
+    # connection that failed mid-handshake is collected: nothing is left open, and the
+    # warning would be a stray line on stderr at every broker outage.
+    warnings.filterwarnings(
+        "ignore", "coroutine 'Connection.close' was never awaited", RuntimeWarning
+    )
 
 
 class ServerLog(logging.LoggerAdapter[logging.Logger]):
