@@ -382,7 +382,8 @@ class AmiParser:
         if b"\n\n\n" in text or text.startswith(b"\n"):
             # Extra blank lines between messages carry nothing; drop them.
             blocks = [block.strip(b"\n") for block in blocks]
-        if len(text) <= self.max_message_size and text.count(b"\n") < self.max_headers:
+        limit, max_headers = self.max_message_size, self.max_headers
+        if len(text) <= limit and text.count(b"\n") < max_headers:
             # No message in this run can be over a limit: skip the per-message checks.
             out.extend(
                 [Event.from_raw(b) if b[:7] == b"Event: " else _classify(b) for b in blocks if b]
@@ -391,13 +392,15 @@ class AmiParser:
         for raw in blocks:
             if not raw:
                 continue
-            if len(raw) > self.max_message_size:
+            size = len(raw)
+            if size > limit:
                 out.append(self._oversize(raw))
-            elif (line_ends := raw.count(b"\n")) >= self.max_headers:
-                reason = f"message has {line_ends + 1} headers, over max_headers={self.max_headers}"
+            # A message has at most one line per byte: only a long one can have too many.
+            elif size >= max_headers and (line_ends := raw.count(b"\n")) >= max_headers:
+                reason = f"message has {line_ends + 1} headers, over max_headers={max_headers}"
                 out.append(self._malformed(reason, raw))
             else:
-                out.append(_classify(raw))
+                out.append(Event.from_raw(raw) if raw[:7] == b"Event: " else _classify(raw))
 
     def _find_end_command(self) -> tuple[int, int] | None:
         """Where the ``--END COMMAND--`` line is, as (start, end), or None for not yet."""

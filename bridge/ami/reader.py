@@ -23,6 +23,10 @@ Approach
   takes what it reads off the socket into an :class:`ssl.SSLObject` (a :class:`TlsChannel`
   shared with the loop, which encrypts actions through it under the same lock), frames
   the plaintext and hands it on within the same step.
+* **Reading comes first.**  The thread shares the interpreter's lock with the event
+  loop; a peek that comes back full (more waits in the kernel than one read takes) marks
+  the reader *behind* in :data:`~bridge.ami.read_priority.read_priority`, and the loop's
+  rendering and publishing step aside until it has caught up (see that module).
 * **Gaps are measured where they happen.**  Before waiting, the thread polls without a
   timeout: if bytes are already waiting, the time since the previous read returned is a
   *read gap* (the socket had data while the thread was elsewhere: journalling, or kept
@@ -52,6 +56,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bridge.ami.protocol import AmiParser, Item
+from bridge.ami.read_priority import ReadPriority, read_priority
 
 __all__ = [
     "DEFAULT_PEEK_SIZE",
@@ -183,6 +188,7 @@ class SocketReader:
         idle_timeout: float | None = None,
         observer: ReadObserver | None = None,
         peek_size: int = DEFAULT_PEEK_SIZE,
+        priority: ReadPriority = read_priority,
     ) -> None:
         self._sock = sock
         self._parser = parser
@@ -193,6 +199,8 @@ class SocketReader:
         self._idle_timeout = idle_timeout
         self._observer = observer
         self._peek_size = peek_size
+        self._priority = priority
+        self._behind = False
         self._scratch = bytearray(peek_size)
         self._lowat = 1
         self._stopping = False
@@ -226,6 +234,7 @@ class SocketReader:
             # Dropping what follows would be silent loss: stop reading instead.
             log.exception("AMI event consumer failed; closing %s", self._peer)
             reason = f"event consumer failed: {type(exc).__name__}"
+        self._mark_behind(False)
         at = time.time()
         try:
             self._ended(None if self._stopping else reason, at, self._last_read_at)
@@ -294,6 +303,8 @@ class SocketReader:
         if not data:
             self._consume(parser.feed_eof())
             return None
+        # A full peek: more is waiting than one read takes; the loop steps aside.
+        self._mark_behind(len(data) >= self._peek_size)
         items = parser.feed(data)
         # The incomplete tail (as far as it is in this peek) goes back to the kernel.
         keep = min(parser.buffered, len(data))
@@ -331,6 +342,7 @@ class SocketReader:
         if not data:
             self._consume(self._parser.feed_eof())
             return None
+        self._mark_behind(len(data) >= _TLS_READ_SIZE)
         return self._read_tls(data)
 
     def _read_tls(self, ciphertext: bytes) -> int | None:
@@ -347,6 +359,11 @@ class SocketReader:
         if items:
             self._consume(items)
         return None if closed else len(ciphertext)
+
+    def _mark_behind(self, behind: bool) -> None:
+        if behind != self._behind:
+            self._behind = behind
+            self._priority.set_behind(behind)
 
     def _failed(self, exc: OSError) -> _ReadFailedError:
         detail = exc.strerror or str(exc) or type(exc).__name__

@@ -38,6 +38,7 @@ from bridge.ami.client import ConnectionOptions, StreamItem
 from bridge.ami.errors import AmiConnectionError
 from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event, Malformed
+from bridge.ami.read_priority import read_priority
 from bridge.ami.session import AmiSession
 from bridge.ha.event_id import EventIds
 from bridge.ha.member import Fenced, HaMember
@@ -384,6 +385,8 @@ class ServerPipeline:
             try:
                 await self._publish_retries()
                 while self._publisher.is_connected:
+                    # A reader behind its socket goes first: this can be done later.
+                    await read_priority.step_aside()
                     batch = self.journal.take(_BATCH)
                     if not batch:
                         break
