@@ -220,7 +220,9 @@ async def test_a_normal_run_with_reconnects_shows_no_secret(
             **FAST_RETRY,
         )
         async with running_bridge(settings) as app:
-            await pbx.wait_for_sessions(1, 10)
+            # Logged in on both sides: a reset before the bridge reads the login's
+            # answer would be a failed first login, not a reconnect.
+            await wait_for(lambda: app.pipelines[0].session.connected, 10, "AMI logged in")
             pbx.drop_connections()  # an AMI reconnect
             await wait_for(lambda: app.pipelines[0].session.reconnects >= 1, 10, "AMI back")
             await proxy.cut()  # a broker reconnect
