@@ -74,11 +74,13 @@ async def takeover(url: str, rate: float, sig: signal.Signals) -> dict[str, floa
             async with running_pair(url, names.exchange, names.queue, Path(tmp)) as pair:
                 await pair.simulator.wait_for_sessions(2, 60)
                 await pair.consumer.wait_until(lambda b: bool(_actives(pair)), 30, "lock")
-                first = _actives(pair)[0]
                 traffic = Traffic(pair.simulator, rate)
                 traffic.start()
                 await asyncio.sleep(3)
-                member = pair.members[first["fields"]["instance"]]
+                # The member that announced itself last is the active now (the lock may
+                # have changed hands since the first announcement).
+                active = _actives(pair)[-1]
+                member = pair.members[active["fields"]["instance"]]
                 member.send_signal(sig)
                 at = time.monotonic()
                 # The active's AMI epoch (its first status may predate its login: epoch 0).
