@@ -28,16 +28,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.ha.pair import Pair, Traffic, counts, first_from, number, numbered, running_pair
+from tests.ha.pair import (
+    Pair,
+    Traffic,
+    actives,
+    counts,
+    first_new_epoch_at,
+    numbered,
+    running_pair,
+)
 from tests.support import AmqpNames, delete_names
-
-
-def _actives(pair: Pair) -> list[dict[str, Any]]:
-    return [b for b in pair.consumer.bodies if b.get("event") == "active"]
 
 
 async def _all_arrived(pair: Pair, sent: int, within: float) -> None:
@@ -55,7 +58,7 @@ async def throughput(url: str, events: int, *, ha: bool) -> float:
             ) as pair:
                 await pair.simulator.wait_for_sessions(len(members), 60)
                 if ha:
-                    await pair.consumer.wait_until(lambda b: bool(_actives(pair)), 30, "lock")
+                    await pair.consumer.wait_until(lambda b: bool(actives(b)), 30, "lock")
                 begun = time.monotonic()
                 for n in range(events):
                     pair.simulator.inject(numbered(n))
@@ -73,22 +76,19 @@ async def takeover(url: str, rate: float, sig: signal.Signals) -> dict[str, floa
         try:
             async with running_pair(url, names.exchange, names.queue, Path(tmp)) as pair:
                 await pair.simulator.wait_for_sessions(2, 60)
-                await pair.consumer.wait_until(lambda b: bool(_actives(pair)), 30, "lock")
+                await pair.consumer.wait_until(lambda b: bool(actives(b)), 30, "lock")
                 traffic = Traffic(pair.simulator, rate)
                 traffic.start()
                 await asyncio.sleep(3)
                 # The member that announced itself last is the active now (the lock may
                 # have changed hands since the first announcement).
-                active = _actives(pair)[-1]
+                announced = actives(pair.consumer.bodies)
+                active = announced[-1]
                 member = pair.members[active["fields"]["instance"]]
                 member.send_signal(sig)
                 at = time.monotonic()
-                # The active's AMI epoch (its first status may predate its login: epoch 0).
-                old = next(
-                    b["epoch"] for b in reversed(pair.consumer.bodies) if number(b) is not None
-                )
                 await pair.consumer.wait_until(
-                    lambda b: any(x.get("epoch") != old for x in b[-200:]), 60, "takeover"
+                    lambda b: len(actives(b)) > len(announced), 60, "takeover"
                 )
                 if sig is signal.SIGSTOP:
                     await asyncio.sleep(1)
@@ -96,8 +96,7 @@ async def takeover(url: str, rate: float, sig: signal.Signals) -> dict[str, floa
                 await asyncio.sleep(2)
                 await traffic.stop()
                 await _all_arrived(pair, traffic.sent, 120)
-                new_epoch = next(b["epoch"] for b in pair.consumer.bodies if b["epoch"] != old)
-                took = first_from(pair, new_epoch) - at
+                took = first_new_epoch_at(pair, at) - at
                 duplicates = sum(n - 1 for n in counts(pair.consumer.bodies).values())
                 return {"takeover_s": round(took, 2), "duplicates": duplicates}
         finally:

@@ -43,6 +43,7 @@ from bridge.tls import PathLike, tls_client_context
 
 __all__ = [
     "AmiSession",
+    "EpochClock",
     "next_unix_ms_epoch",
 ]
 
@@ -54,8 +55,12 @@ _T = TypeVar("_T")
 _RECONNECT_ON: tuple[type[BaseException], ...] = (*RETRYABLE, ActionTimeout)
 
 
-class _MonotonicMillis:
-    """Unix time in milliseconds, forced strictly increasing within the process."""
+class EpochClock:
+    """Unix time in milliseconds, forced strictly increasing within the process.
+
+    :meth:`observe` raises the floor: a hot-standby member is told the epochs its peer
+    publishes under, and mints none at or below them (even with its clock behind).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -66,9 +71,14 @@ class _MonotonicMillis:
             self._last = max(time.time_ns() // 1_000_000, self._last + 1)
             return self._last
 
+    def observe(self, epoch: int) -> None:
+        """Every epoch handed out from now on is greater than ``epoch``."""
+        with self._lock:
+            self._last = max(self._last, epoch)
+
 
 #: The default epoch source: unix milliseconds, never repeating within the process.
-next_unix_ms_epoch: Callable[[], int] = _MonotonicMillis()
+next_unix_ms_epoch = EpochClock()
 
 
 def _client_context(target: AmiTarget, ca_file: PathLike | None) -> ssl.SSLContext:

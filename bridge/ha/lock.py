@@ -12,7 +12,8 @@ closes or misses its heartbeats, and the next declaration wins.
 
 On the same connection, every few tenths of a second, the holder proves the lock (a
 passive declaration of its queue; see the fencing in :mod:`bridge.ha.member`) and
-publishes its checkpoint, ``{"server", "instance", "event_id"}``, on the bridge-internal
+publishes its checkpoint, ``{"server", "instance", "event_id", "epoch"}`` (``epoch``: the
+newest it publishes under), on the bridge-internal
 topic exchange ``<exchange>.ha`` with the server id as routing key (never on the events
 exchange).  A standby consumes them through an exclusive, server-named queue bound to
 that key, and stops consuming once it wins the lock.  Checkpoints are best effort: a
@@ -169,7 +170,12 @@ class LockLink:
             event_id = member.checkpoint_due()
             if event_id is not None:
                 body = orjson.dumps(
-                    {"server": self._server, "instance": member.instance, "event_id": event_id}
+                    {
+                        "server": self._server,
+                        "instance": member.instance,
+                        "event_id": event_id,
+                        "epoch": member.numbering.latest,
+                    }
                 )
                 await exchange.publish(
                     aio_pika.Message(body, content_type="application/json"),
@@ -183,9 +189,9 @@ class LockLink:
     async def _on_checkpoint(self, message: AbstractIncomingMessage) -> None:
         try:
             data = orjson.loads(message.body)
-            event_id = data["event_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            event_id, epoch = data["event_id"], data.get("epoch")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.debug("%s: ignoring a malformed checkpoint", self._server)
             return
         if isinstance(event_id, str):
-            self.member.checkpoint(event_id)
+            self.member.checkpoint(event_id, epoch if type(epoch) is int else None)

@@ -23,6 +23,14 @@ names the last one inside the journal's acked prefix, so everything before it is
 confirmed too.  The standby's :class:`~bridge.ha.follower.Follower` retires its own
 journal up to it.  On takeover the member hands out again everything it has not
 retired, in order, then goes on live, and announces ``bridge.active``.
+
+Numbering
+---------
+What a member publishes in one turn holding the lock carries epochs minted for that
+turn (:mod:`bridge.ha.numbering`): the two members never publish one ``id`` for two
+different messages, and a takeover's epochs are newer than anything published before.
+Checkpoints carry the newest of them, so the standby mints above it even if its clock
+is behind.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.ha.follower import Follower
+from bridge.ha.numbering import Clock, PublishedNumbering
 from bridge.publish.journal import Journal
 
 __all__ = ["Fenced", "HaMember"]
@@ -61,6 +70,7 @@ class HaMember:
         fence: float,
         announce: Callable[[dict[str, Any]], None],
         wake: Callable[[], None],
+        epochs: Clock,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server_id = server_id
@@ -71,6 +81,8 @@ class HaMember:
         self._wake = wake
         self._clock = clock
         self.follower = Follower(journal)
+        #: The (epoch, seq) published in this lock turn.
+        self.numbering = PublishedNumbering(epochs)
         self.holding = False
         self._proven_at = float("-inf")
         self._confirmed: deque[tuple[int, str]] = deque()
@@ -126,6 +138,7 @@ class HaMember:
             )
         journal.rewind()
         follower.reset()
+        self.numbering.restart()
         self._confirmed.clear()
         self._sent_checkpoint = None
         self.proven(at)
@@ -169,8 +182,13 @@ class HaMember:
         self.follower.reset()
         self._wake()
 
-    def checkpoint(self, event_id: str) -> None:
-        """The active's checkpoint: retire the standby's journal up to ``event_id``."""
+    def checkpoint(self, event_id: str, epoch: int | None = None) -> None:
+        """The active's checkpoint: retire the standby's journal up to ``event_id``.
+
+        ``epoch`` is the newest the active publishes under: this member mints above it.
+        """
+        if epoch is not None:
+            self.numbering.observe(epoch)
         if self.holding:
             return
         if self.follower.placement().checkpoint is None:

@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 
 from bridge.ami.errors import LoginFailed
+from bridge.ami.session import next_unix_ms_epoch
 from bridge.cli.exit_codes import ExitCode
 from bridge.ha.lock import LockLink
 from bridge.ha.member import HaMember
@@ -118,6 +119,7 @@ class BridgeApp:
             fence=float(settings.ha_lock_heartbeat),
             announce=pipeline.announce_active,
             wake=pipeline.wake,
+            epochs=next_unix_ms_epoch,
         )
         pipeline.ha = member
         return LockLink(

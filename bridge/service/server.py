@@ -415,6 +415,8 @@ class ServerPipeline:
     async def _publish(self, record_id: int, payload: bytes) -> None:
         try:
             record = decode(payload)
+            if self.ha is not None:  # hot standby: this lock turn's own epochs
+                record = self.ha.numbering.published(record)
             rendered = self._renderer.render(record)
             received_at = record.received_at
             if record_id >= self._first_unread:

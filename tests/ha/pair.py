@@ -31,8 +31,11 @@ __all__ = [
     "Consumer",
     "Pair",
     "Traffic",
+    "actives",
+    "assert_each_id_names_one_message",
     "counts",
-    "first_from",
+    "epochs_of",
+    "first_new_epoch_at",
     "number",
     "numbered",
     "running_pair",
@@ -137,13 +140,35 @@ class Pair:
         return self.members[name].args
 
 
-def first_from(pair: Pair, epoch: int) -> float:
-    """When the first message of the member reading in ``epoch`` arrived (monotonic)."""
+def assert_each_id_names_one_message(bodies: list[Body]) -> None:
+    """What the pair published twice under one id (a member publishing again after a
+    broker outage) is the same message; the two members never share an id."""
+    by_id: dict[str, Body] = {}
+    for body in bodies:
+        first = by_id.setdefault(body["id"], body)
+        assert first == body, f"{body['id']} names two messages: {first} and {body}"
+
+
+def epochs_of(bodies: list[Body]) -> list[int]:
+    """The epochs of ``bodies`` in order of first appearance."""
+    return list(dict.fromkeys(b["epoch"] for b in bodies))
+
+
+def actives(bodies: list[Body]) -> list[Body]:
+    """The ``bridge.active`` statuses among ``bodies``: one per turn a member took the lock."""
+    return [b for b in bodies if b.get("kind") == "status" and b.get("event") == "active"]
+
+
+def first_new_epoch_at(pair: Pair, since: float) -> float:
+    """When the first message under an epoch not seen before ``since`` (monotonic) arrived:
+    the new active's first message after a takeover (each turn has epochs of its own)."""
     consumer = pair.consumer
-    for body, at in zip(consumer.bodies, consumer.arrived_at, strict=True):
-        if body.get("epoch") == epoch:
+    arrivals = list(zip(consumer.bodies, consumer.arrived_at, strict=True))
+    seen = {body["epoch"] for body, at in arrivals if at < since}
+    for body, at in arrivals:
+        if at >= since and body["epoch"] not in seen:
             return at
-    raise AssertionError(f"no message of epoch {epoch}")
+    raise AssertionError("no message under a new epoch")
 
 
 @asynccontextmanager

@@ -16,8 +16,15 @@ import pytest
 import yarl
 
 from bridge.cli.exit_codes import ExitCode
-from tests.ha.pair import Traffic, counts, number, running_pair
-from tests.ha.test_takeover import actives, everything_arrived
+from tests.ha.pair import (
+    Traffic,
+    actives,
+    assert_each_id_names_one_message,
+    counts,
+    number,
+    running_pair,
+)
+from tests.ha.test_takeover import everything_arrived
 from tests.integration.harness import broker_address, free_port, via_proxy, wait_for
 from tests.support import AmqpNames
 from tests.support.tcp_proxy import TcpProxy
@@ -76,6 +83,7 @@ async def test_both_start_while_the_broker_is_down_and_one_publishes(
             # One AMI session published: every event carries the same epoch.
             epochs = {b["epoch"] for b in events}
             assert len(epochs) == 1, f"events from {len(epochs)} sessions: {epochs}"
+            assert_each_id_names_one_message(bodies)
             duplicates = sum(n - 1 for n in counts(bodies).values())
             print(f"{traffic.sent} events, {duplicates} duplicates, active {active}")
             # The active published what it had read while the broker was down.

@@ -12,8 +12,17 @@ import aiormq
 import pytest
 
 from bridge.ha.lock import lock_queue
-from tests.ha.pair import Pair, Traffic, counts, first_from, number, running_pair
-from tests.integration.contract import Body
+from tests.ha.pair import (
+    Pair,
+    Traffic,
+    actives,
+    assert_each_id_names_one_message,
+    counts,
+    epochs_of,
+    first_new_epoch_at,
+    number,
+    running_pair,
+)
 from tests.support import AmqpNames, amqp_connection
 
 pytestmark = pytest.mark.timeout(90)
@@ -22,10 +31,6 @@ RATE = 1000.0
 #: The publish window (1,000 in flight) plus a checkpoint interval (0.2 s) at RATE: what
 #: the active may have published beyond the last checkpoint the standby saw.
 DUPLICATE_BOUND = 1000 + int(RATE * 0.2)
-
-
-def actives(bodies: list[Body]) -> list[Body]:
-    return [b for b in bodies if b.get("kind") == "status" and b.get("event") == "active"]
 
 
 async def first_active(pair: Pair) -> str:
@@ -71,7 +76,7 @@ async def test_sigkill_of_the_active_loses_nothing(
             lambda b: len(actives(b)) == 2, 10, "the standby to take over"
         )
         taken = actives(pair.consumer.bodies)[1]
-        took = first_from(pair, taken["epoch"]) - killed_at
+        took = first_new_epoch_at(pair, killed_at) - killed_at
         assert taken["fields"]["instance"] == standby
         assert taken["fields"]["checkpoint_found"] is True
         assert took < 5.0, f"the standby took over {took:.1f} s after the kill"
@@ -79,6 +84,13 @@ async def test_sigkill_of_the_active_loses_nothing(
         print(f"takeover {took:.2f} s, {duplicates} duplicates")
         assert duplicates <= DUPLICATE_BOUND, duplicates
         assert taken["fields"]["republished"] >= duplicates
+        assert_each_id_names_one_message(pair.consumer.bodies)
+        # The new active publishes under epochs of its own, newer than the old active's.
+        consumer = pair.consumer
+        arrivals = list(zip(consumer.bodies, consumer.arrived_at, strict=True))
+        old = epochs_of([body for body, at in arrivals if at < killed_at])
+        assert taken["epoch"] not in old
+        assert taken["epoch"] > max(old), (old, taken["epoch"])
         if sequence_numbers:
             ids = {b["event_id"] for b in pair.consumer.bodies if number(b) is not None}
             assert all(i.startswith("sn:") for i in ids)
@@ -175,6 +187,7 @@ async def test_a_frozen_active_is_fenced_and_becomes_standby(
         assert taken[1]["fields"]["instance"] == standby
         assert len(taken) == 2, "the old active must not win the lock back"
         assert len(late) <= 1000, "beyond its in-flight window"
+        assert_each_id_names_one_message(consumer.bodies)
         assert "stops publishing and stands by" in pair.members[active].log()
         assert pair.members[active].running
         assert pair.members[standby].running
