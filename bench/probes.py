@@ -2,14 +2,14 @@
 
 Approach
 --------
-The bridge (:class:`~bridge.service.app.BridgeApp`, uvloop, the collector tuned as
+The bridge (:class:`~bridge.service.app.BridgeApp`, uvloop, the interpreter tuned as
 ``ami-bridge run`` tunes it) reads the project's simulator in a child process
 (:class:`e2e.AmiSource`) at ``--rate`` events/s for ``--seconds`` and publishes with
-confirms to a fresh exchange and queue (deleted afterwards).  A thread of this process
-(as a kubelet would be another process, but a thread shares the interpreter's lock, so
-the figure is if anything pessimistic) asks ``/healthz`` and ``/metrics`` in turn every
-20 ms over a fresh TCP connection, from the start of the burst until the journal is
-empty, and times each answer.  It prints p50, p99 and the longest answer of each, how
+confirms to a fresh exchange and queue (deleted afterwards).  A child process (as a
+kubelet or Prometheus is another process: a thread here would compete for the bridge's
+interpreter lock, which no real prober does) asks ``/healthz`` and ``/metrics`` in turn
+every 20 ms over a fresh TCP connection, from the start of the burst until the journal
+is empty, and times each answer.  It prints p50, p99 and the longest answer of each, how
 many took over 100 ms, and the read path's own gauges at the end: the longest read gap
 and the receive queue.
 
@@ -21,19 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import multiprocessing
 import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import aio_pika
 from e2e import SECRET, SERVER, AmiSource, Traffic, delete_topology
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.cli.run import new_event_loop, quiet_gc
+from bridge.cli.run import new_event_loop, tune_interpreter
 from bridge.publish.topology import declare_topology
 from bridge.service.app import BridgeApp
 from bridge.settings import load_settings
@@ -47,7 +49,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _probe(port: int, stop: threading.Event, times: dict[str, list[float]]) -> None:
+def _probe(port: int, stop: EventType, results: Connection) -> None:
+    """In the child process: probe until ``stop``, then send the times back."""
+    times: dict[str, list[float]] = {"/healthz": [], "/metrics": []}
     paths = ["/healthz", "/metrics"]
     n = 0
     while not stop.is_set():
@@ -63,6 +67,7 @@ def _probe(port: int, stop: threading.Event, times: dict[str, list[float]]) -> N
         except OSError:
             times[path].append(float("inf"))
         time.sleep(max(0.0, _INTERVAL - (time.perf_counter() - started)))
+    results.send(times)
 
 
 def _gauge(text: str, name: str) -> float:
@@ -81,7 +86,9 @@ async def run(url: str, rate: float, seconds: float) -> None:
     queue = await channel.declare_queue(f"{exchange}.queue", durable=True)
     await queue.bind(exchange, "#")
     port = _free_port()
-    times: dict[str, list[float]] = {"/healthz": [], "/metrics": []}
+    context = multiprocessing.get_context("spawn")
+    stop, (received, sent) = context.Event(), context.Pipe(duplex=False)
+    prober = context.Process(target=_probe, args=(port, stop, sent), daemon=True)
     try:
         with tempfile.TemporaryDirectory(prefix="ami-bridge-probes-") as journal:
             async with AmiSource(Traffic(rate, seconds, pregenerated=True)) as source:
@@ -101,14 +108,14 @@ async def run(url: str, rate: float, seconds: float) -> None:
                 )
                 app = BridgeApp(settings)
                 bridge = asyncio.create_task(app.run())
-                stop = threading.Event()
-                prober = threading.Thread(target=_probe, args=(port, stop, times))
                 await asyncio.sleep(0.5)  # the probe server is up
                 prober.start()
+                sent.close()  # the child's end: a child that dies ends recv() below
                 report = await source.report()
                 while app.pipelines[0].journal.depth:  # noqa: ASYNC110 - no event for it
                     await asyncio.sleep(0.05)
                 stop.set()
+                times: dict[str, list[float]] = await asyncio.to_thread(received.recv)
                 await asyncio.to_thread(prober.join)
                 text = app.metrics.render().decode()
                 app.request_stop()
@@ -140,7 +147,7 @@ def main() -> None:
         "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)"
     )
     args = parser.parse_args()
-    quiet_gc()
+    tune_interpreter()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     print(f"switch interval {1000 * sys.getswitchinterval():g} ms")

@@ -1,7 +1,17 @@
 """A tiny HTTP endpoint for probes and Prometheus: ``/healthz``, ``/readyz``, ``/metrics``.
 
-Three GET routes do not justify a web framework; asyncio streams serve them on the
-bridge's own event loop, so ``/readyz`` reads live state without locks.
+Approach
+--------
+Three GET routes do not justify a web framework: asyncio streams serve them, on an event
+loop of their own in a thread of their own rather than on the bridge's loop.  During a
+burst the bridge's loop renders and publishes in turns of tens of milliseconds, and a
+probe queued behind them can miss a kubelet's deadline; the probes' loop only waits for
+the interpreter's lock.  One loop serves every client at once (a silent client holds
+nothing but its own connection, for at most ``_CLIENT_TIMEOUT``), and wakes once per
+request rather than once per thread hand-off as a thread-per-request server would.
+
+``ready()`` and ``metrics()`` run on that thread: they read plain attributes of the live
+state (each read is atomic in Python), and ``prometheus_client`` is thread-safe.
 """
 
 from __future__ import annotations
@@ -9,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -18,10 +30,15 @@ __all__ = ["HealthServer"]
 log = logging.getLogger(__name__)
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+#: A client that has not sent its request within this long is dropped.
+_CLIENT_TIMEOUT = 5.0
 
 
 class HealthServer:
-    """Serves the probes.  ``ready()`` returns ``(is_ready, explanation)``."""
+    """Serves the probes.  ``ready()`` returns ``(is_ready, explanation)``.
+
+    ``ready`` and ``metrics`` are called on the server's own thread.
+    """
 
     def __init__(
         self,
@@ -33,6 +50,8 @@ class HealthServer:
     ) -> None:
         self._host, self._port = host, port
         self._ready, self._metrics = ready, metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
 
     @property
@@ -47,20 +66,51 @@ class HealthServer:
         Raises:
             OSError: the address cannot be bound (a port in use, an address not on this host).
         """
-        if self._server is not None:
+        if self._thread is not None:
             return
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        loop = asyncio.new_event_loop()
+        bound: Future[asyncio.Server] = Future()
+        thread = threading.Thread(
+            target=self._run, args=(loop, bound), name="health-http", daemon=True
+        )
+        thread.start()
+        try:
+            self._server = await asyncio.wrap_future(bound)
+        except OSError:
+            thread.join()
+            raise
+        self._loop, self._thread = loop, thread
         log.info("health and metrics on http://%s:%d", self._host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        loop, thread, server = self._loop, self._thread, self._server
+        if loop is None or thread is None or server is None:
+            return
+        self._loop = self._thread = self._server = None
+        loop.call_soon_threadsafe(server.close)
+        await asyncio.to_thread(thread.join)
+
+    def _run(self, loop: asyncio.AbstractEventLoop, bound: Future[asyncio.Server]) -> None:
+        """The thread: bind, report it to :meth:`start`, serve until the server closes."""
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve_until_closed(bound))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve_until_closed(self, bound: Future[asyncio.Server]) -> None:
+        try:
+            server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as exc:
+            bound.set_exception(exc)
+            return
+        bound.set_result(server)
+        await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(_CLIENT_TIMEOUT):
                 request = await reader.readuntil(b"\r\n\r\n")
             method, _, rest = request.decode("latin-1").partition(" ")
             path = rest.partition(" ")[0].partition("?")[0]
