@@ -40,7 +40,7 @@ import aio_pika
 from e2e import Phase, bridge_phase, delete_topology
 
 from bridge.ami.simulator import AmiSimulator
-from bridge.cli.run import new_event_loop, tune_interpreter
+from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.topology import declare_topology
 from bridge.service.app import BridgeApp
 from bridge.settings import load_settings
@@ -217,7 +217,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="events/s during failover")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    tune_interpreter()
+    quiet_gc()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         figures = runner.run(run(args))
     print(json.dumps(figures))

@@ -13,8 +13,8 @@ Latency is measured exactly: each pipeline's ``on_results`` is wrapped so every 
 message records ``confirm handled - received_at``, where ``received_at`` is the
 ``time.time()`` the bridge stamped when the socket read returned.  No sampling, no
 histogram buckets.  ``on_items`` is wrapped too, to time the gaps between AMI reads.
-The process tunes its garbage collector and switch interval as ``ami-bridge run`` does
-(:func:`bridge.cli.run.tune_interpreter`).
+The process tunes its garbage collector as ``ami-bridge run`` does
+(:func:`bridge.cli.run.quiet_gc`).
 
 Phases (about 55 s in all by default on a 2-core machine):
 
@@ -75,7 +75,7 @@ from bridge.ami.protocol import AmiParser, Event, serialize
 from bridge.ami.simulator import AmiSimulator
 from bridge.ami.simulator_producer import pregenerate
 from bridge.ami.traffic import TrafficGenerator
-from bridge.cli.run import new_event_loop, tune_interpreter
+from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.amqp import Outcome, PublishResult
 from bridge.publish.records import decode, encode_event
 from bridge.publish.routing import Router
@@ -622,7 +622,7 @@ def main() -> None:
     parser.add_argument("--burst-only", action="store_true", help="run the burst phase alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    tune_interpreter()  # as ``ami-bridge run`` does
+    quiet_gc()  # as ``ami-bridge run`` does
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         figures = runner.run(run(args))
     print(json.dumps(figures))

@@ -2,7 +2,7 @@
 
 Approach
 --------
-The bridge (:class:`~bridge.service.app.BridgeApp`, uvloop, the interpreter tuned as
+The bridge (:class:`~bridge.service.app.BridgeApp`, uvloop, the collector tuned as
 ``ami-bridge run`` tunes it) reads the project's simulator in a child process
 (:class:`e2e.AmiSource`) at ``--rate`` events/s for ``--seconds`` and publishes with
 confirms to a fresh exchange and queue (deleted afterwards).  A child process (as a
@@ -35,7 +35,7 @@ import aio_pika
 from e2e import SECRET, SERVER, AmiSource, Traffic, delete_topology
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.cli.run import new_event_loop, tune_interpreter
+from bridge.cli.run import new_event_loop, quiet_gc
 from bridge.publish.topology import declare_topology
 from bridge.service.app import BridgeApp
 from bridge.settings import load_settings
@@ -147,7 +147,7 @@ def main() -> None:
         "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)"
     )
     args = parser.parse_args()
-    tune_interpreter()
+    quiet_gc()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     print(f"switch interval {1000 * sys.getswitchinterval():g} ms")

@@ -42,34 +42,19 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-#: How long a thread may hold the interpreter's lock while another waits for it.
-SWITCH_INTERVAL = 0.001
+def quiet_gc() -> None:
+    """Keep full garbage collections rare and short, so they never hold up AMI reads.
 
-
-def tune_interpreter() -> None:
-    """Keep every pause of a thread short: the AMI readers', the probes', the loop's.
-
-    Full garbage collections are kept rare and short, so they never hold up AMI reads: a
-    journal backlog is hundreds of thousands of live objects, and with CPython's default
+    A journal backlog is hundreds of thousands of live objects, and with CPython's default
     thresholds a full collection then runs every few seconds and pauses the event loop for
-    100 ms or more, as long as Asterisk lets a client's socket stall before dropping it.
+    100 ms or more: as long as Asterisk lets a client's socket stall before dropping it.
     What is alive once everything is imported (modules, event models, the catalog) is
     frozen out of the collector, and a full collection waits for ten times as many young
     ones as by default.
-
-    The readers, the event loop and the probes' thread share the interpreter's lock, and
-    a thread that wants it waits up to the switch interval (5 ms by default) each time,
-    several times per request or read.  At 1 ms, during a 30,000 events/s burst
-    (``bench/probes.py``, same host, one run each), ``/metrics`` answered within 58 ms
-    instead of 184 ms and the longest AMI read gap was 7.7 ms instead of 31.9 ms; the
-    end-to-end throughput did not move beyond the run-to-run noise (three alternating
-    rounds of 40,000 events: 4,617 / 4,566 / 4,433 events/s at 5 ms, 4,759 / 4,251 /
-    5,194 at 1 ms).
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def warn_missing_secrets(settings: Settings) -> None:
@@ -130,7 +115,7 @@ async def discard_app(app: BridgeApp) -> None:
 
 
 def run_app(settings: Settings) -> int:
-    tune_interpreter()
+    quiet_gc()
 
     async def main() -> int:
         try:

@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 
+#: How often :meth:`Consumer.wait_until` looks again while messages keep arriving.
+_RECHECK = 0.05
+
+
 def numbered(n: int) -> list[tuple[str, str]]:
     """The injected event number ``n``."""
     return [("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", "ha"), ("N", str(n))]
@@ -96,12 +100,22 @@ class Consumer:
     def __init__(self) -> None:
         self.bodies: list[Body] = []
         self.arrived_at: list[float] = []
+        #: How many times each injected event number arrived, kept as they come.
+        self.numbers: Counter[int] = Counter()
         self._arrived = asyncio.Event()
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
-        self.bodies.append(orjson.loads(message.body))
+        body = orjson.loads(message.body)
+        self.bodies.append(body)
         self.arrived_at.append(time.monotonic())
+        n = number(body)
+        if n is not None:
+            self.numbers[n] += 1
         self._arrived.set()
+
+    def received_all(self, sent: int) -> bool:
+        """Every injected event number below ``sent`` arrived at least once."""
+        return len(self.numbers) >= sent
 
     @classmethod
     @asynccontextmanager
@@ -123,6 +137,9 @@ class Consumer:
                 while not done(self.bodies):
                     self._arrived.clear()
                     await self._arrived.wait()
+                    # done() looks at every body: checked after each arrival, it would
+                    # cost the test process more than the bridges it measures.
+                    await asyncio.sleep(_RECHECK)
         except TimeoutError:
             raise TimeoutError(
                 f"waited {within} s for {what}; {len(self.bodies)} messages arrived"

@@ -41,13 +41,13 @@ async def first_active(pair: Pair) -> str:
 
 
 async def everything_arrived(pair: Pair, traffic: Traffic, within: float = 30) -> None:
-    want = set(range(traffic.sent))
+    sent = traffic.sent
     try:
         await pair.consumer.wait_until(
-            lambda bodies: want <= set(counts(bodies)), within, f"all {traffic.sent} events"
+            lambda _: pair.consumer.received_all(sent), within, f"all {sent} events"
         )
     except TimeoutError as exc:
-        missing = sorted(want - set(counts(pair.consumer.bodies)))
+        missing = sorted(set(range(sent)) - set(pair.consumer.numbers))
         raise AssertionError(f"{exc}; missing {len(missing)}: {missing[:20]}...") from None
 
 
