@@ -16,6 +16,10 @@ its selector, which leaves the lock to the readers, and everything else on the l
 (confirms, probes, heartbeats) goes on.  The pause is bounded per call, so publishing
 still makes progress on a host that can never quite keep up.
 
+Probes come next: while the probes' thread (:mod:`bridge.service.http`) answers a request
+it has read, the heavy work steps aside too, so a ``/metrics`` page is written in one go
+instead of in turns with rendering; an answer takes a few milliseconds.
+
 The lock is process-wide, so is this: readers of every PBX report to
 :data:`read_priority`.
 """
@@ -23,8 +27,10 @@ The lock is process-wide, so is this: readers of every PBX report to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 __all__ = ["ReadPriority", "read_priority"]
 
@@ -38,6 +44,7 @@ class ReadPriority:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._behind = 0
+        self._answering = 0
         #: Seconds the loop has stepped aside, in all (for metrics and benchmarks).
         self.yielded = 0.0
 
@@ -50,13 +57,29 @@ class ReadPriority:
     def readers_behind(self) -> int:
         return self._behind
 
+    @property
+    def probes_answering(self) -> int:
+        return self._answering
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around answering a probe (any thread): the heavy work waits meanwhile."""
+        with self._lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering -= 1
+
     async def step_aside(self, longest: float = 0.05) -> float:
         """Sleep while a reader is behind, up to ``longest`` s; the seconds slept."""
-        if not self._behind:
+        if not (self._behind or self._answering):
             return 0.0
         began = time.monotonic()
         deadline = began + longest
-        while self._behind and time.monotonic() < deadline:  # noqa: ASYNC110 (set by threads)
+        # Set by other threads: polled, as no event of this loop can say so.
+        while (self._behind or self._answering) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
         waited = time.monotonic() - began
         self.yielded += waited

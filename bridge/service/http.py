@@ -10,6 +10,9 @@ the interpreter's lock.  One loop serves every client at once (a silent client h
 nothing but its own connection, for at most ``_CLIENT_TIMEOUT``), and wakes once per
 request rather than once per thread hand-off as a thread-per-request server would.
 
+While it answers a request, the bridge's rendering and publishing step aside
+(:mod:`bridge.ami.read_priority`), so the answer is not written in turns with them.
+
 ``ready()`` and ``metrics()`` run on that thread: they read plain attributes of the live
 state (each read is atomic in Python), and ``prometheus_client`` is thread-safe.
 """
@@ -24,6 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from bridge.ami.read_priority import read_priority
 
 __all__ = ["HealthServer"]
 
@@ -114,13 +119,15 @@ class HealthServer:
                 request = await reader.readuntil(b"\r\n\r\n")
             method, _, rest = request.decode("latin-1").partition(" ")
             path = rest.partition(" ")[0].partition("?")[0]
-            status, content_type, body = self._route(method, path)
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + (body if method != "HEAD" else b""))
-            await writer.drain()
+            # Once the request is in, the bridge's rendering and publishing wait for the
+            # answer (never while a client is still sending: that could take seconds).
+            with read_priority.answering():
+                status, content_type, body = self._route(method, path)
+                head = (
+                    f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+                writer.write(head.encode("latin-1") + (body if method != "HEAD" else b""))
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass
         finally:

@@ -35,6 +35,17 @@ async def test_step_aside_is_bounded_when_the_reader_never_catches_up() -> None:
     assert priority.readers_behind == 1
 
 
+async def test_step_aside_waits_while_a_probe_is_answered() -> None:
+    priority = ReadPriority()
+    with priority.answering():
+        waiting = asyncio.ensure_future(priority.step_aside(longest=5))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+    waited = await asyncio.wait_for(waiting, 1)
+    assert 0.09 < waited < 1
+    assert await priority.step_aside() == 0.0  # answered: no pause any more
+
+
 async def test_a_reader_is_behind_while_more_waits_than_one_peek_and_not_after() -> None:
     event = serialize([("Event", "VarSet"), ("Channel", "PJSIP/1-1"), ("Value", "v" * 200)])
     seen: list[int] = []

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bridge.ami.read_priority import read_priority
 from bridge.service.http import HealthServer
 
 
@@ -110,6 +111,30 @@ async def test_probes_are_answered_while_the_event_loop_is_busy(
     times = [float(line) for line in out.split()]
     assert len(times) == 15
     assert max(times) < 0.1, times
+
+
+async def test_publishing_steps_aside_while_an_answer_is_written_not_while_waiting() -> None:
+    """Rendering and publishing wait for an answer being written, never for a client that
+    has not finished its request."""
+    answering: list[int] = []
+
+    def metrics() -> bytes:
+        answering.append(read_priority.probes_answering)
+        return b"x 1.0\n"
+
+    server = HealthServer("127.0.0.1", 0, ready=State().readiness, metrics=metrics)
+    await server.start()
+    try:
+        await asyncio.to_thread(ask, server.port, "/metrics")
+        assert answering == [1], "an answer in progress makes the heavy work wait"
+        assert read_priority.probes_answering == 0
+        with socket.create_connection(("127.0.0.1", server.port)) as silent:
+            silent.sendall(b"GET /healthz HTTP/1.1\r\n")  # and never the blank line
+            await asyncio.sleep(0.1)
+            assert read_priority.probes_answering == 0
+            assert await read_priority.step_aside(longest=0.05) == 0.0
+    finally:
+        await server.stop()
 
 
 async def test_a_silent_client_does_not_hold_up_the_others(
