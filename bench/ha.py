@@ -35,7 +35,6 @@ from tests.ha.pair import (
     Pair,
     Traffic,
     actives,
-    counts,
     first_new_epoch_at,
     numbered,
     running_pair,
@@ -98,7 +97,7 @@ async def takeover(url: str, rate: float, sig: signal.Signals) -> dict[str, floa
                 await traffic.stop()
                 await _all_arrived(pair, traffic.sent, 120)
                 took = first_new_epoch_at(pair, at) - at
-                duplicates = sum(n - 1 for n in counts(pair.consumer.bodies).values())
+                duplicates = pair.consumer.duplicates
                 return {"takeover_s": round(took, 2), "duplicates": duplicates}
         finally:
             await delete_names(url, names)

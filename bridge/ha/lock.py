@@ -190,7 +190,7 @@ class LockLink:
         try:
             data = orjson.loads(message.body)
             event_id, epoch = data["event_id"], data.get("epoch")
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError):
             log.debug("%s: ignoring a malformed checkpoint", self._server)
             return
         if isinstance(event_id, str):

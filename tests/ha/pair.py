@@ -33,8 +33,6 @@ __all__ = [
     "Traffic",
     "actives",
     "assert_each_id_names_one_message",
-    "counts",
-    "epochs_of",
     "first_new_epoch_at",
     "number",
     "numbered",
@@ -55,11 +53,6 @@ def number(body: Body) -> int | None:
     """The injected event number of ``body`` (an unknown header: kept in ``extra``)."""
     value = body.get("extra", {}).get("N")
     return None if value is None else int(value)
-
-
-def counts(bodies: list[Body]) -> Counter[int]:
-    """How many times each injected event number arrived."""
-    return Counter(n for n in map(number, bodies) if n is not None)
 
 
 @dataclass
@@ -117,6 +110,11 @@ class Consumer:
         """Every injected event number below ``sent`` arrived at least once."""
         return len(self.numbers) >= sent
 
+    @property
+    def duplicates(self) -> int:
+        """Injected events that arrived more than once, counted once per extra copy."""
+        return sum(n - 1 for n in self.numbers.values())
+
     @classmethod
     @asynccontextmanager
     async def bound(cls, url: str, exchange: str, queue: str) -> AsyncIterator[Consumer]:
@@ -164,11 +162,6 @@ def assert_each_id_names_one_message(bodies: list[Body]) -> None:
     for body in bodies:
         first = by_id.setdefault(body["id"], body)
         assert first == body, f"{body['id']} names two messages: {first} and {body}"
-
-
-def epochs_of(bodies: list[Body]) -> list[int]:
-    """The epochs of ``bodies`` in order of first appearance."""
-    return list(dict.fromkeys(b["epoch"] for b in bodies))
 
 
 def actives(bodies: list[Body]) -> list[Body]:
