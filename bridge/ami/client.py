@@ -222,7 +222,7 @@ class AmiConnection:
             tls = TlsChannel(context, target.host)
         try:
             async with asyncio.timeout(options.connect_timeout):
-                sock = await _connect(target)
+                sock = await _connect(target, options.peek_size)
                 try:
                     if tls is not None:
                         await _handshake(sock, tls)
@@ -521,8 +521,9 @@ class AmiConnection:
                 self._loop.call_soon_threadsafe(self._on_reader_end, reason)
 
 
-async def _connect(target: AmiTarget) -> socket.socket:
-    """A connected non-blocking TCP socket to ``target`` (each address tried in turn).
+async def _connect(target: AmiTarget, peek_size: int) -> socket.socket:
+    """A connected non-blocking TCP socket to ``target`` (each address tried in turn),
+    its receive buffer sized for a reader of ``peek_size`` per read.
 
     Raises:
         OSError: no address could be reached.
@@ -534,7 +535,7 @@ async def _connect(target: AmiTarget) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
-            widen_receive_buffer(sock)  # before connecting: it sets the window scale
+            widen_receive_buffer(sock, peek_size)  # before connecting: sets the window scale
             await loop.sock_connect(sock, address)
         except OSError as exc:
             sock.close()

@@ -20,6 +20,7 @@ import trustme
 
 from bridge.ami.client import AmiConnection, ConnectionOptions, StreamItem, as_stream_item
 from bridge.ami.protocol import AmiParser, Banner, Event, Response, serialize
+from bridge.ami.reader import DEFAULT_PEEK_SIZE, fixed_receive_buffer
 from bridge.ami.target import parse_ami_url
 
 from .fake_server import FakeAmiServer, eventually
@@ -154,6 +155,43 @@ async def test_an_incomplete_message_stays_in_the_kernel_until_it_is_complete() 
             "Hangup",
         ]
         assert receive_queue(conn) == 0
+        await conn.close()
+    finally:
+        peer.close()
+
+
+@pytest.mark.parametrize(
+    ("rmem_max", "peek_size", "expected"),
+    [
+        (4 * 1024 * 1024, DEFAULT_PEEK_SIZE, 4 * 1024 * 1024),  # 8 MiB against ~1.4 MB tuned
+        (212_992, DEFAULT_PEEK_SIZE, None),  # the usual default: autotuning gives more
+        (1024 * 1024, DEFAULT_PEEK_SIZE, None),  # 2 MiB: no more than 8 peeks
+        (4 * 1024 * 1024, 1024 * 1024, None),  # a larger peek is autotuned larger
+    ],
+)
+def test_the_receive_buffer_is_fixed_only_above_what_autotuning_gives(
+    rmem_max: int, peek_size: int, expected: int | None
+) -> None:
+    assert fixed_receive_buffer(rmem_max, peek_size) == expected
+
+
+def _sysctl(name: str) -> str:
+    return Path("/proc/sys", name.replace(".", "/")).read_text()
+
+
+async def test_the_connection_gets_the_receive_buffer_the_host_allows() -> None:
+    allowed = int(_sysctl("net.core.rmem_max"))
+    default = int(_sysctl("net.ipv4.tcp_rmem").split()[1])
+    peer, collected = RawPeer(), Collector()
+    try:
+        opening = connect(peer, collected)
+        sock = await asyncio.to_thread(peer.connected)
+        sock.sendall(BANNER)
+        conn = await opening
+        size = conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        fixed = fixed_receive_buffer(allowed, DEFAULT_PEEK_SIZE)
+        # Fixed: the kernel doubles the value; left alone: autotuning starts at tcp_rmem[1].
+        assert size == (default if fixed is None else 2 * fixed)
         await conn.close()
     finally:
         peer.close()
