@@ -109,7 +109,12 @@ class Backlog:
         """Hand out up to ``limit`` records not yet handed out in this cycle, in id order."""
         taken: list[Record] = []
         while len(taken) < limit:
-            batch = self._read(limit - len(taken))
+            try:
+                batch = self._read(limit - len(taken))
+            except OSError:
+                if taken:
+                    break  # hand out what was read; the next take meets the fault again
+                raise
             if not batch:
                 break
             for record in batch:
@@ -165,7 +170,10 @@ class Backlog:
             first_id = next(iter(self._in_flight))
             if first_id < self._cursor_id:
                 return self._in_flight[first_id].appended_at
-        record = self._peek()
+        try:
+            record = self._peek()
+        except OSError:
+            return None  # the disk cannot be read now; the next look tries again
         return None if record is None else record.appended_at
 
     def _tail_first_id(self) -> int | None:
@@ -181,8 +189,9 @@ class Backlog:
     def _seek(self, segment: int, offset: int) -> None:
         try:
             self._reader.seek(segment, offset)
-        except FileNotFoundError:
-            # Deleted because every record in it is acked: find the cursor by id instead.
+        except OSError:
+            # Deleted because every record in it is acked (find the cursor by id instead),
+            # or the disk failed: the next read seeks again.
             self._reader_synced = False
         else:
             self._reader_synced = True
@@ -205,9 +214,14 @@ class Backlog:
                 self._cursor_id = chunk[-1].id + 1
                 self._reader_synced = False
                 continue
-            self._sync_reader()
             tail_first = self._tail_first_id()
-            from_disk = self._reader.read(limit - len(records), below=tail_first)
+            try:
+                self._sync_reader()
+                from_disk = self._reader.read(limit - len(records), below=tail_first)
+            except OSError:
+                if records:
+                    break  # what memory gave; the disk is tried again next time
+                raise
             if from_disk:
                 records += from_disk
                 self._cursor_id = from_disk[-1].id + 1

@@ -168,10 +168,16 @@ class SegmentReader:
         if segment == self._segment and self._base <= offset <= self._base + len(self._buf):
             self._pos = offset - self._base  # already buffered: a rewind, usually
             return
+        # Opened before the current one is let go: a failure leaves the reader where it
+        # was, so the next read tries again instead of finding a false end.
+        file = FileIO(segment_path(self._directory, segment), "rb")
+        try:
+            file.seek(offset)
+        except OSError:
+            file.close()
+            raise
         self.close()
-        self._file = FileIO(segment_path(self._directory, segment), "rb")
-        self._segment = segment
-        self._file.seek(offset)
+        self._file, self._segment = file, segment
         self._buf, self._base, self._pos = b"", offset, 0
 
     def seek_id(self, record_id: int) -> None:
@@ -193,10 +199,20 @@ class SegmentReader:
         self._pos = record.offset + record.size - self._base
 
     def read(self, limit: int, below: int | None = None) -> list[Record]:
-        """Consume and return up to ``limit`` records, stopping before an id of ``below``."""
+        """Consume and return up to ``limit`` records, stopping before an id of ``below``.
+
+        Raises:
+            OSError: the disk failed before any record was read (after some, the records
+                read are returned and the next call meets the failure again).
+        """
         records: list[Record] = []
         while len(records) < limit:
-            record = self.peek(below)
+            try:
+                record = self.peek(below)
+            except OSError:
+                if records:
+                    break
+                raise
             if record is None:
                 break
             self._pos += record.size

@@ -195,6 +195,12 @@ class Metrics:
             ["server"],
             registry=r,
         )
+        self.journal_read_errors = Counter(
+            "ami_bridge_journal_read_errors",
+            "Failed reads of the journal's segments (the disk failed): publishing waits",
+            ["server"],
+            registry=r,
+        )
         self.journal_available = Gauge(
             "ami_bridge_journal_available",
             "1 while the journal's disk can be written, 0 while events are kept in memory",
@@ -224,6 +230,7 @@ class Metrics:
             self.journal_oldest_age,
             self.journal_bytes,
             self.journal_unwritten,
+            self.journal_read_errors,
             self.journal_available,
             self.journal_disk_bytes,
             self.journal_memory_bytes,

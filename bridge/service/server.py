@@ -45,7 +45,7 @@ from bridge.ha.member import Fenced, HaMember
 from bridge.logs import ServerLog
 from bridge.publish.amqp import AmqpPublisher, Outcome, PublishResult
 from bridge.publish.broker import BrokerError, BrokerUnavailable
-from bridge.publish.journal import DiskState, Journal
+from bridge.publish.journal import DiskState, Journal, JournalIOError
 from bridge.publish.message import OutgoingMessage
 from bridge.publish.records import decode, encode_event, encode_malformed, encode_status
 from bridge.publish.routing import BridgeStatus, Router
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Records rendered and published per turn before yielding to the reader.
 _BATCH = 64
+#: Seconds between tries to read the journal back while its disk fails reads.
+_READ_RETRY = 1.0
 
 
 def _read_secret(settings: Settings, server: AmiServer) -> str:
@@ -161,6 +163,8 @@ class ServerPipeline:
         )
         self._memory_max_bytes = settings.journal_memory_max_bytes
         self._first_unread = self.journal.acked_through + 1
+        #: Why the journal could not be read back, while it cannot.
+        self._read_fault: str | None = None
         self._log_inherited_backlog()
         #: Events read (on the reader thread) and messages confirmed so far (for the
         #: status line).
@@ -388,6 +392,9 @@ class ServerPipeline:
                     # A reader behind its socket goes first: this can be done later.
                     await read_priority.step_aside()
                     batch = self.journal.take(_BATCH)
+                    if self._read_fault is not None:
+                        self._log.warning("the journal can be read again; publishing goes on")
+                        self._read_fault = None
                     if not batch:
                         break
                     for record_id, payload in batch:
@@ -395,6 +402,16 @@ class ServerPipeline:
                     await asyncio.sleep(0)
             except BrokerUnavailable:
                 continue  # the broker supervisor rewinds and wakes us once it is back
+            except JournalIOError as exc:
+                # The records stay on disk, the reader keeps journalling: wait and retry.
+                self._metrics.journal_read_errors.labels(self.id).inc()
+                if self._read_fault is None:
+                    self._log.error(
+                        "%s; publishing waits, trying again every %g s", exc, _READ_RETRY
+                    )
+                self._read_fault = str(exc)
+                await asyncio.sleep(_READ_RETRY)
+                self._work.set()
             except Fenced:
                 # Lost the lock (or its proof) mid-batch: what was taken goes to the follower.
                 self.wake(rewind=True)
@@ -536,7 +553,11 @@ class ServerPipeline:
                 self._announce_disk(change)
             metrics.journal_unwritten.labels(self.id).inc(journal.unwritten - unwritten)
             unwritten = journal.unwritten
-            for dropped in journal.expire():
+            try:
+                drops = journal.expire()
+            except JournalIOError:
+                drops = []  # the disk fails reads (feed says so): the limits wait a round
+            for dropped in drops:
                 self._log.error(
                     "journal overflow dropped %d messages (%s)",
                     dropped.count,

@@ -1,5 +1,6 @@
 """A journal disk that fails under a running bridge: events keep flowing from memory, the
-outage is announced on the bus, in ``/readyz`` and the metrics, and the journal comes back.
+outage is announced on the bus, in ``/readyz`` and the metrics, and the journal comes back;
+one whose reads fail holds publishing back, and loses nothing, until they work again.
 
 The fault is injected where the journal's OS calls go (:mod:`bridge.publish._disk`); the
 same on real full, read-only and frozen filesystems is ``bench/journal_faults.py``.
@@ -8,12 +9,16 @@ same on real full, read-only and frozen filesystems is ``bench/journal_faults.py
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Self
 
 import pytest
 
 from bridge.ami.simulator import AmiSimulator
+from bridge.publish.journal import Journal
+from bridge.service import server
 from tests.integration.contract import Body, assert_contiguous
 from tests.integration.harness import (
     SECRET,
@@ -25,7 +30,7 @@ from tests.integration.harness import (
     wait_for,
 )
 from tests.support import AmqpNames
-from tests.support.disk_faults import FAULTS, Disk
+from tests.support.disk_faults import FAULTS, Disk, FailingReads
 
 SERVER = "pbx1"
 
@@ -82,6 +87,63 @@ async def test_a_full_journal_disk_keeps_events_flowing_and_says_so(
     assert figures["ami_bridge_journal_unwritten_total"] == unwritten
     assert figures["ami_bridge_journal_available"] == 1
     assert figures["ami_bridge_journal_disk_bytes"] > 0
+
+
+class _DiskOnlyJournal(Journal):
+    """A journal that keeps no record in memory: every record is read back from disk."""
+
+    @classmethod
+    def open(cls, directory: Path, **options: Any) -> Self:
+        return super().open(directory, memory_records=0, **options)
+
+
+async def test_journal_reads_that_fail_hold_publishing_back_and_lose_nothing(
+    amqp_url: str,
+    amqp_names: AmqpNames,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(server, "Journal", _DiskOnlyJournal)
+    reads = FailingReads(monkeypatch)
+    async with (
+        AmiSimulator(port=0, secret=SECRET, rate=500, duration=4.0, seed=6) as pbx,
+        Consumer.bound(amqp_url, amqp_names.exchange, amqp_names.queue) as consumer,
+    ):
+        settings = bridge_settings(
+            {SERVER: pbx.port},
+            amqp=amqp_url,
+            exchange=amqp_names.exchange,
+            journal_dir=tmp_path,
+            metrics_port=free_port(),
+        )
+        async with running_bridge(settings) as app:
+            assert app.health is not None
+            await pbx.wait_for_sessions(1, 10)
+            traffic_ends = asyncio.get_running_loop().time() + 4.0
+            await consumer.wait_until(lambda b: len(b) > 100, 5, "the first messages")
+            reads.failing = True
+            await wait_for(lambda: reads.refused > 0, 5, "a failed read")
+            published = len(consumer.bodies)
+            await asyncio.sleep(1.5)
+            journal = app.pipelines[0].journal
+            held_back = journal.depth
+            assert held_back > 300  # the reader journalled on, about 500 events/s
+            assert len(consumer.bodies) - published < 100  # what was read before the fault
+            figures = await scrape_metrics(app.health.port)
+            assert figures["ami_bridge_journal_read_errors_total"] >= 1
+            reads.failing = False
+            await asyncio.sleep(traffic_ends + 0.3 - asyncio.get_running_loop().time())
+            expected = pbx.events_sent + 2  # FullyBooted and connected
+            await consumer.wait_until(lambda b: len(b) >= expected, 20, f"{expected} messages")
+            await wait_for(lambda: journal.depth == 0, 5, "the journal to drain")
+
+    bodies = consumer.bodies
+    assert len(bodies) == expected + 1  # and the stop's disconnected: nothing twice
+    assert_contiguous(bodies)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("publishing waits" in line for line in lines) == 1, lines
+    assert sum("can be read again" in line for line in lines) == 1, lines
 
 
 def _journal_state(body: Body) -> str | None:

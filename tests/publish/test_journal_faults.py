@@ -24,7 +24,7 @@ from bridge.publish.journal import (
     JournalIOError,
     segment_bytes_for,
 )
-from tests.support.disk_faults import FAULTS, Disk
+from tests.support.disk_faults import FAULTS, Disk, FailingReads
 
 HEADER = _frames.HEADER_SIZE
 MIB = 1024 * 1024
@@ -369,3 +369,35 @@ def test_deleted_segments_are_not_kept_open(journal_dir: Path) -> None:
         held = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
         assert not [path for path in held if str(journal_dir) in path and "(deleted)" in path]
         assert [i for i, _ in drain(journal)] == list(range(21, 41))
+
+
+def test_segment_reads_that_fail_skip_nothing_and_hand_out_nothing_twice(
+    journal_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = FailingReads(monkeypatch)
+    # Nothing kept in memory and small segments: every take reads, and opens, segments.
+    with Journal.open(journal_dir, memory_records=0, segment_bytes=2000) as journal:
+        for first in range(1, 301, 10):
+            journal.append(payloads(first, 10))
+        handed = journal.take(25)
+        reads.failing = True
+        failed: JournalIOError | None = None
+        while failed is None:
+            try:
+                batch = journal.take(7)
+            except JournalIOError as exc:
+                failed = exc
+                continue
+            # What was buffered comes out; a failing disk is never the end of the journal.
+            assert batch
+            handed += batch
+        assert "Input/output error" in str(failed)
+        journal.rewind()  # the disk still failing: no error, the next take seeks again
+        assert journal.oldest_age() is None  # unknown while the disk cannot be read
+        with pytest.raises(JournalIOError):
+            journal.take(7)
+        reads.failing = False
+        journal.ack_many(record_id for record_id, _ in handed)
+        handed += drain(journal)
+    assert handed == [(i, f"record-{i}".encode()) for i in range(1, 301)]
+    assert reads.refused >= 2

@@ -1,16 +1,18 @@
-"""Disk faults for the journal, injected where its OS calls go (:mod:`bridge.publish._disk`)."""
+"""Disk faults for the journal, injected where its OS calls go: writes through
+:mod:`bridge.publish._disk`, reads of segments through :mod:`bridge.publish._segments`."""
 
 from __future__ import annotations
 
 import errno
+import io
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bridge.publish import _disk
+from bridge.publish import _disk, _segments
 
-__all__ = ["FAULTS", "Disk"]
+__all__ = ["FAULTS", "Disk", "FailingReads"]
 
 FAULTS = {
     "ENOSPC": OSError(errno.ENOSPC, "No space left on device"),
@@ -44,3 +46,30 @@ class Disk:
 
     def heal(self) -> None:
         self.failing.clear()
+
+
+class FailingReads:
+    """Opens and reads of the journal's segment files that fail with ``EIO`` while
+    :attr:`failing` is set (a disk whose sectors cannot be read)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.failing = False
+        #: Opens and reads refused so far.
+        self.refused = 0
+        check = self._check
+
+        class SegmentFile(io.FileIO):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                check()
+                super().__init__(*args, **kwargs)
+
+            def read(self, size: int | None = -1, /) -> bytes:
+                check()
+                return super().read(size)
+
+        monkeypatch.setattr(_segments, "FileIO", SegmentFile)
+
+    def _check(self) -> None:
+        if self.failing:
+            self.refused += 1
+            raise OSError(errno.EIO, "Input/output error")
