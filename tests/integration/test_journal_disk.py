@@ -9,8 +9,9 @@ same on real full, read-only and frozen filesystems is ``bench/journal_faults.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -19,6 +20,7 @@ import pytest
 from bridge.ami.simulator import AmiSimulator
 from bridge.publish.journal import Journal
 from bridge.service import server
+from bridge.settings import Settings
 from tests.integration.contract import Body, assert_contiguous
 from tests.integration.harness import (
     SECRET,
@@ -35,21 +37,32 @@ from tests.support.disk_faults import FAULTS, Disk, FailingReads
 SERVER = "pbx1"
 
 
-async def test_a_full_journal_disk_keeps_events_flowing_and_says_so(
-    amqp_url: str, amqp_names: AmqpNames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    disk = Disk(monkeypatch)
+@contextlib.asynccontextmanager
+async def _bridge_at_500_per_s(
+    amqp_url: str, names: AmqpNames, journal_dir: Path, *, seed: int
+) -> AsyncIterator[tuple[AmiSimulator, Consumer, Settings]]:
+    """A simulator sending 500 events/s for 4 s, a consumer of everything and the
+    settings of a bridge between them."""
     async with (
-        AmiSimulator(port=0, secret=SECRET, rate=500, duration=4.0, seed=5) as pbx,
-        Consumer.bound(amqp_url, amqp_names.exchange, amqp_names.queue) as consumer,
+        AmiSimulator(port=0, secret=SECRET, rate=500, duration=4.0, seed=seed) as pbx,
+        Consumer.bound(amqp_url, names.exchange, names.queue) as consumer,
     ):
         settings = bridge_settings(
             {SERVER: pbx.port},
             amqp=amqp_url,
-            exchange=amqp_names.exchange,
-            journal_dir=tmp_path,
+            exchange=names.exchange,
+            journal_dir=journal_dir,
             metrics_port=free_port(),
         )
+        yield pbx, consumer, settings
+
+
+async def test_a_full_journal_disk_keeps_events_flowing_and_says_so(
+    amqp_url: str, amqp_names: AmqpNames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = Disk(monkeypatch)
+    async with _bridge_at_500_per_s(amqp_url, amqp_names, tmp_path, seed=5) as opened:
+        pbx, consumer, settings = opened
         async with running_bridge(settings) as app:
             assert app.health is not None
             await pbx.wait_for_sessions(1, 10)
@@ -106,17 +119,8 @@ async def test_journal_reads_that_fail_hold_publishing_back_and_lose_nothing(
 ) -> None:
     monkeypatch.setattr(server, "Journal", _DiskOnlyJournal)
     reads = FailingReads(monkeypatch)
-    async with (
-        AmiSimulator(port=0, secret=SECRET, rate=500, duration=4.0, seed=6) as pbx,
-        Consumer.bound(amqp_url, amqp_names.exchange, amqp_names.queue) as consumer,
-    ):
-        settings = bridge_settings(
-            {SERVER: pbx.port},
-            amqp=amqp_url,
-            exchange=amqp_names.exchange,
-            journal_dir=tmp_path,
-            metrics_port=free_port(),
-        )
+    async with _bridge_at_500_per_s(amqp_url, amqp_names, tmp_path, seed=6) as opened:
+        pbx, consumer, settings = opened
         async with running_bridge(settings) as app:
             assert app.health is not None
             await pbx.wait_for_sessions(1, 10)
