@@ -30,6 +30,7 @@ library lines are filtered out (:class:`_Restated`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -116,7 +117,14 @@ async def open_connection(
     )
     connection.alarms = alarms
     try:
-        await connection.connect(timeout=timeout)
+        try:
+            await connection.connect(timeout=timeout)
+        except BaseException:
+            # Closed here, not left to aio-pika's __del__: when the collector runs on a
+            # reader thread, with no loop there, its close() is never awaited (and warns).
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
     except aiormq.exceptions.ProbableAuthenticationError as e:
         raise BrokerAuthError(where, parsed.user or "", describe_failure(e, url)) from None
     except aiormq.exceptions.ConnectionNotAllowed as e:
