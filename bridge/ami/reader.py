@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PEEK_SIZE = 256 * 1024
 _TLS_READ_SIZE = 256 * 1024
 _QUEUE_SAMPLE_INTERVAL = 0.1
-#: Autotuning gives a peeking reader about 5 peeks of receive buffer (see
+#: Autotuning gave a peeking reader 3-5 peeks of receive buffer (see
 #: :func:`widen_receive_buffer`); a fixed buffer smaller than 8 is not worth losing it for.
 _AUTOTUNED_PEEKS = 8
 _EOF_EVENTS = select.POLLHUP | select.POLLERR | select.POLLRDHUP
