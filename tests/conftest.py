@@ -7,6 +7,7 @@ starts (a private ``rabbitmq-server`` node or a container): see
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,6 +22,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "amqp_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Commands run in-process set up logging on the stderr pytest captured for that test;
+    a handler left on that stream after it is closed turns every later log line into a
+    "Logging error" page."""
+    root, bridge = logging.getLogger(), logging.getLogger("bridge")
+    saved = (list(root.handlers), root.level, bridge.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    bridge.setLevel(saved[2])
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,14 +12,9 @@ from bridge.logs import ServerLog, configure_logging
 
 
 @pytest.fixture
-def stderr() -> Iterator[io.StringIO]:
-    """What configure_logging writes; the root logger is put back as it was after."""
-    root, bridge = logging.getLogger(), logging.getLogger("bridge")
-    saved = (list(root.handlers), root.level, bridge.level)
-    yield io.StringIO()
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    bridge.setLevel(saved[2])
+def stderr() -> io.StringIO:
+    """What configure_logging writes (conftest puts the root logger back after)."""
+    return io.StringIO()
 
 
 def test_debug_for_the_bridge_leaves_the_libraries_at_warning(stderr: io.StringIO) -> None:

@@ -44,14 +44,6 @@ def reply(action: Message, status: str = "Success", *headers: tuple[str, str]) -
     return pairs
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        # Polling: the predicates look at state no single Event covers.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-
 @dataclass(eq=False)
 class ServerConnection:
     """The server side of one client connection."""

@@ -15,8 +15,9 @@ from bridge.ami.client import AmiConnection, ConnectionOptions, ItemsCallback, S
 from bridge.ami.errors import ActionTimeout, AmiConnectionError
 from bridge.ami.protocol import Event, Malformed, Message
 from bridge.ami.target import AmiTarget
+from tests.support.polling import eventually
 
-from .fake_server import FakeAmiServer, ServerConnection, eventually, reply
+from .fake_server import FakeAmiServer, ServerConnection, reply
 
 QUIET = ConnectionOptions(ping_interval=None, connect_timeout=2.0, banner_timeout=2.0)
 

@@ -8,8 +8,8 @@ import time
 
 from bridge.ami.protocol import serialize
 from bridge.ami.read_priority import ReadPriority, read_priority
+from tests.support.polling import eventually
 
-from .fake_server import eventually
 from .test_reader import BANNER, Collector, RawPeer, connect
 
 

@@ -22,8 +22,9 @@ from bridge.ami.client import AmiConnection, ConnectionOptions, StreamItem, as_s
 from bridge.ami.protocol import AmiParser, Banner, Event, Response, serialize
 from bridge.ami.reader import DEFAULT_PEEK_SIZE, fixed_receive_buffer
 from bridge.ami.target import parse_ami_url
+from tests.support.polling import eventually
 
-from .fake_server import FakeAmiServer, eventually
+from .fake_server import FakeAmiServer
 from .framing import Described, describe
 
 QUIET = ConnectionOptions(ping_interval=None, connect_timeout=2.0, banner_timeout=2.0)

@@ -24,8 +24,9 @@ from bridge.ami.listener import Connected, Disconnected
 from bridge.ami.protocol import Event
 from bridge.ami.session import AmiSession, next_unix_ms_epoch
 from bridge.ami.target import AmiTarget
+from tests.support.polling import eventually
 
-from .fake_server import FakeAmiServer, eventually
+from .fake_server import FakeAmiServer
 
 SECRET = "s3cret"
 WRONG_SECRET = "Wr0ng-Pa55phrase"

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import gzip
 import hashlib
-import itertools
 import logging
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +31,7 @@ from bridge.ami.protocol import (
 from bridge.ami.simulator import AmiSimulator
 from bridge.cli.main import build_parser
 from bridge.cli.simulate import SECRET_ENV, resolve_secret
+from tests.support.polling import eventually
 
 REPO = Path(__file__).parent.parent.parent
 TIMESTAMP = re.compile(r"^\d+\.\d{6}$")
@@ -123,15 +123,6 @@ async def client(sim: AmiSimulator) -> AsyncIterator[Client]:
     connection = await Client.connect(sim.port)
     yield connection
     connection.close()
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 3.0) -> None:
-    """Poll ``predicate`` (simulator counters have no event to wait on) until it holds."""
-    async with asyncio.timeout(within):
-        for _ in itertools.count():
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
 
 
 def without_timestamps(events: list[Event]) -> list[tuple[Header, ...]]:
