@@ -50,7 +50,7 @@ def test_config_names_the_source_of_every_value_and_masks_secrets(
     assert shown["log_level"] == ("DEBUG", "env")
     assert shown["journal_fsync"] == ("always", "env")
     assert shown["exchange"] == ("from.file", "file")
-    assert shown["publish_window"] == ("1000", "default")
+    assert shown["publish_window"] == ("4000", "default")
     assert shown["redact_headers"] == ("none", "default")
     assert set(shown) >= set(settable_fields())
     assert "hunter2" not in capsys.readouterr().out + str(shown)
@@ -94,7 +94,7 @@ def test_run_help_shows_every_default_and_environment_variable() -> None:
     for name in settable_fields():
         assert f"env {env_var(name)}]" in helps[name], (name, helps[name])
         assert "[default: " in helps[name], (name, helps[name])
-    assert "[default: 1000; env AMI_BRIDGE_PUBLISH_WINDOW]" in helps["publish_window"]
+    assert "[default: 4000; env AMI_BRIDGE_PUBLISH_WINDOW]" in helps["publish_window"]
     assert "[default: none; env AMI_BRIDGE_AMI_SECRET_FILE]" in helps["ami_secret_file"]
     parser.format_help()  # every help text survives argparse's % formatting
 

@@ -12,6 +12,7 @@ import aiormq
 import pytest
 
 from bridge.ha.lock import lock_queue
+from bridge.settings import Settings
 from tests.ha.pair import (
     Pair,
     Traffic,
@@ -26,9 +27,10 @@ from tests.support import AmqpNames, amqp_connection
 pytestmark = pytest.mark.timeout(90)
 
 RATE = 1000.0
-#: The publish window (1,000 in flight) plus a checkpoint interval (0.2 s) at RATE: what
-#: the active may have published beyond the last checkpoint the standby saw.
-DUPLICATE_BOUND = 1000 + int(RATE * 0.2)
+WINDOW: int = Settings.model_fields["publish_window"].default
+#: The publish window (the default) plus a checkpoint interval (0.2 s) at RATE: what the
+#: active may have published beyond the last checkpoint the standby saw.
+DUPLICATE_BOUND = WINDOW + int(RATE * 0.2)
 
 
 async def first_active(pair: Pair) -> str:
@@ -184,7 +186,7 @@ async def test_a_frozen_active_is_fenced_and_becomes_standby(
         print(f"takeover {took:.2f} s after SIGSTOP; {len(late)} old-active messages after SIGCONT")
         assert taken[1]["fields"]["instance"] == standby
         assert len(taken) == 2, "the old active must not win the lock back"
-        assert len(late) <= 1000, "beyond its in-flight window"
+        assert len(late) <= WINDOW, "beyond its in-flight window"
         assert_each_id_names_one_message(consumer.bodies)
         assert "stops publishing and stands by" in pair.members[active].log()
         assert pair.members[active].running
