@@ -11,7 +11,8 @@ Each runs on the default asyncio loop and, when installed, on uvloop.  Every run
 fresh exchange and queue names and deletes them afterwards.  The last line printed is one
 JSON object with every figure (msgs/s, and the
 client's CPU time per message in microseconds, which is steadier than the rate on a
-busy machine because the broker competes for the same cores).
+busy machine because the broker competes for the same cores, and RabbitMQ's CPU time
+per message when the broker runs on this machine).
 
     python bench/amqp_ceiling.py [--url amqp://guest:guest@127.0.0.1:5672/] [-n 20000]
 """
@@ -30,9 +31,10 @@ from typing import Any, NamedTuple
 
 import aio_pika
 import orjson
+from cpu_time import broker_pid, cpu_seconds
 
 from bridge.publish.amqp import AmqpPublisher, Outcome
-from bridge.publish.message import OutgoingMessage
+from bridge.publish.message import HeaderValue, OutgoingMessage
 from bridge.publish.topology import declare_topology, unrouted_name
 
 ROUTING_KEY = "pbx1.call.newchannel"
@@ -41,19 +43,42 @@ ROUTING_KEY = "pbx1.call.newchannel"
 class Figures(NamedTuple):
     rate: float  # messages per second, wall clock
     cpu_us: float  # this process's CPU time per message, microseconds
+    #: The broker's CPU time per message, microseconds (None: not a local broker).
+    broker_cpu_us: float | None = None
+
+
+#: The headers of the plain loop's messages unless told otherwise (``seq`` is set per message).
+SMALL_HEADERS: dict[str, HeaderValue] = {"event": "Newchannel", "server": "pbx1"}
+
+
+class Load(NamedTuple):
+    """What a ceiling run publishes: ``messages`` messages of ``body`` and ``headers``
+    (and each its own ``seq``), ``window`` of them in flight."""
+
+    messages: int
+    window: int
+    body: bytes
+    headers: dict[str, HeaderValue] = SMALL_HEADERS
 
 
 class _Stopwatch:
-    """Wall and CPU time from construction to :meth:`figures`."""
+    """Wall and CPU time (this process's, the broker's) from construction to :meth:`figures`."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        self._broker = broker_pid(url)
+        self._broker_cpu = None if self._broker is None else cpu_seconds(self._broker)
         self.wall = time.perf_counter()
         self.cpu = time.process_time()
 
     def figures(self, count: int) -> Figures:
         wall = time.perf_counter() - self.wall
         cpu = time.process_time() - self.cpu
-        return Figures(count / wall, cpu * 1e6 / count)
+        broker_us = None
+        if self._broker is not None and self._broker_cpu is not None:
+            now = cpu_seconds(self._broker)
+            if now is not None:
+                broker_us = (now - self._broker_cpu) * 1e6 / count
+        return Figures(count / wall, cpu * 1e6 / count, broker_us)
 
 
 def _body() -> bytes:
@@ -110,8 +135,10 @@ async def _with_topology(url: str, run: Callable[[str], Awaitable[Figures]]) -> 
         await connection.close()
 
 
-async def plain_aio_pika(url: str, count: int, window: int, body: bytes) -> Figures:
-    """The baseline: one task per ``Exchange.publish``, at most ``window`` in flight."""
+async def plain_aio_pika(url: str, load: Load) -> Figures:
+    """The baseline: one task per ``Exchange.publish``, at most ``load.window`` in flight;
+    every message carries ``load.headers`` and its own ``seq``."""
+    count, window, body, headers = load
 
     async def run(exchange_name: str) -> Figures:
         connection = await aio_pika.connect(url)
@@ -119,6 +146,7 @@ async def plain_aio_pika(url: str, count: int, window: int, body: bytes) -> Figu
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(exchange_name, ensure=False)
             slots = asyncio.Semaphore(window)
+            table: dict[str, Any] = dict(headers)  # aio-pika's own header value types
             tasks: set[asyncio.Task[None]] = set()
 
             async def one(i: int) -> None:
@@ -132,7 +160,7 @@ async def plain_aio_pika(url: str, count: int, window: int, body: bytes) -> Figu
                             type="Newchannel",
                             app_id="ami-bridge",
                             timestamp=time.time(),
-                            headers={"event": "Newchannel", "server": "pbx1", "seq": i},
+                            headers={**table, "seq": i},
                         ),
                         ROUTING_KEY,
                         mandatory=True,
@@ -140,7 +168,7 @@ async def plain_aio_pika(url: str, count: int, window: int, body: bytes) -> Figu
                 finally:
                     slots.release()
 
-            watch = _Stopwatch()
+            watch = _Stopwatch(url)
             for i in range(count):
                 await slots.acquire()
                 task = asyncio.create_task(one(i))
@@ -154,8 +182,10 @@ async def plain_aio_pika(url: str, count: int, window: int, body: bytes) -> Figu
     return await _with_topology(url, run)
 
 
-async def bridge_publisher(url: str, count: int, window: int, body: bytes) -> Figures:
-    """``AmqpPublisher``: one task publishes, another takes the results."""
+async def bridge_publisher(url: str, load: Load) -> Figures:
+    """``AmqpPublisher``: one task publishes, another takes the results; every message
+    carries ``load.headers`` and its own ``seq``."""
+    count, window, body, headers = load
 
     async def run(exchange: str) -> Figures:
         publisher: AmqpPublisher[int] = AmqpPublisher(url, exchange=exchange, window=window)
@@ -172,7 +202,7 @@ async def bridge_publisher(url: str, count: int, window: int, body: bytes) -> Fi
             return confirmed
 
         try:
-            watch = _Stopwatch()
+            watch = _Stopwatch(url)
             taker = asyncio.create_task(take_results())
             for i in range(count):
                 message = OutgoingMessage(
@@ -181,7 +211,7 @@ async def bridge_publisher(url: str, count: int, window: int, body: bytes) -> Fi
                     f"m{i}",
                     "Newchannel",
                     int(time.time()),
-                    {"event": "Newchannel", "server": "pbx1", "seq": i},
+                    {**headers, "seq": i},
                 )
                 await publisher.publish(message, i)
             confirmed = await taker
@@ -226,13 +256,16 @@ def main() -> None:
     figures: dict[str, Any] = {"count": args.count, "window": args.window, "body_bytes": len(body)}
     for loop_name in loops:
         for name, bench in (("aio_pika", plain_aio_pika), ("publisher", bridge_publisher)):
-            rate, cpu_us = _run_loop(
-                bench(args.url, args.count, args.window, body), loop_name == "uvloop"
+            rate, cpu_us, broker_us = _run_loop(
+                bench(args.url, Load(args.count, args.window, body)), loop_name == "uvloop"
             )
             figures[f"{name}_{loop_name}"] = round(rate)
             figures[f"{name}_{loop_name}_cpu_us"] = round(cpu_us, 1)
+            broker = "n/a" if broker_us is None else f"{broker_us:.1f}"
+            figures[f"{name}_{loop_name}_broker_cpu_us"] = broker_us and round(broker_us, 1)
             print(
-                f"{name:>10} on {loop_name:<8} {rate:>9,.0f} msgs/s  {cpu_us:6.1f} us CPU/msg",
+                f"{name:>10} on {loop_name:<8} {rate:>9,.0f} msgs/s  {cpu_us:6.1f} us CPU/msg"
+                f"  (RabbitMQ {broker} us/msg)",
                 flush=True,
             )
     print(json.dumps(figures))

@@ -14,7 +14,10 @@ message records ``confirm handled - received_at``, where ``received_at`` is the
 ``time.time()`` the bridge stamped when the socket read returned.  No sampling, no
 histogram buckets.  ``on_items`` is wrapped too, to time the gaps between AMI reads.
 The process tunes its garbage collector as ``ami-bridge run`` does
-(:func:`bridge.cli.run.quiet_gc`).
+(:func:`bridge.cli.run.quiet_gc`).  Over each bridge run, from the simulator's start to
+the last confirm, the CPU time of the bridge, of RabbitMQ (when it runs on this machine)
+and of the simulator is taken (:mod:`cpu_time`): the throughput line gives it per
+event, and how many of the host's cores were busy.
 
 Phases (about 55 s in all by default on a 2-core machine):
 
@@ -22,9 +25,11 @@ Phases (about 55 s in all by default on a 2-core machine):
   first AMI read to the last confirm (the journal holds the backlog meanwhile); run twice,
   without the history stream and then with ``<exchange>.stream`` bound (the product's
   default), so the stream's cost is measured against a baseline of the same run;
-* **ceiling**: :func:`amqp_ceiling.plain_aio_pika`, a plain aio-pika loop publishing a
-  body of the median rendered size with confirms, persistence and 1,000 in flight, plus
-  the bridge's own publisher alone (:func:`amqp_ceiling.bridge_publisher`), no parsing;
+* **ceiling**: :func:`amqp_ceiling.plain_aio_pika`, a plain aio-pika loop publishing the
+  bridge's message of median size (its body and its headers: RabbitMQ decodes every
+  header table) with confirms, persistence and the bridge's publish window in flight;
+  the same loop with 3 headers, as before the CloudEvents headers; and the bridge's own
+  publisher alone (:func:`amqp_ceiling.bridge_publisher`), no parsing;
 * **latency**: a steady 1,000 events/s; p50 and p99 from AMI read to confirm;
 * **burst**: 30,000 events/s for 5 s (every event generated before the first login, so
   the simulator plays them on schedule: live generation tops out near 10,000 events/s),
@@ -67,7 +72,8 @@ from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
-from amqp_ceiling import bridge_publisher, plain_aio_pika
+from amqp_ceiling import SMALL_HEADERS, Load, bridge_publisher, plain_aio_pika
+from cpu_time import CpuClock, broker_pid
 
 from bridge.ami.capture import CapturedEvent
 from bridge.ami.client import StreamItem
@@ -76,21 +82,24 @@ from bridge.ami.simulator import AmiSimulator
 from bridge.ami.simulator_producer import pregenerate
 from bridge.ami.traffic import TrafficGenerator
 from bridge.cli.run import new_event_loop, quiet_gc
+from bridge.ha.event_id import EventIds
 from bridge.publish.amqp import Outcome, PublishResult
+from bridge.publish.message import OutgoingMessage
 from bridge.publish.records import decode, encode_event
 from bridge.publish.routing import Router
 from bridge.publish.topology import declare_topology, stream_name, unrouted_name
 from bridge.service.app import BridgeApp
 from bridge.service.render import Renderer
 from bridge.service.server import ServerPipeline, Token
-from bridge.settings import load_settings
+from bridge.settings import Settings, load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.cpu_hog import cpu_hogs
 
 SECRET = "bench-secret"
 SERVER = "pbx1"
-WINDOW = 1000
+#: The bridge's default publish window, given to the plain loop as well.
+WINDOW: int = Settings.model_fields["publish_window"].default
 #: Busy-looping processes of a contended burst, at normal priority.
 HOGS = 2
 
@@ -162,6 +171,10 @@ class AmiSource:
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve_ami, args=(child, traffic), daemon=True)
         self.port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     async def _receive(self) -> object:
         return await asyncio.get_running_loop().run_in_executor(None, self._conn.recv)
@@ -266,6 +279,23 @@ class Phase:
     drain_s: float
     #: The largest receive queue seen on the bridge's AMI socket, in bytes.
     peak_rx_bytes: int = 0
+    #: CPU seconds of the bridge, RabbitMQ and the simulator from the simulator's start to
+    #: the last confirm (None where a process could not be read), and that span's length.
+    cpu: dict[str, float | None] = field(default_factory=dict)
+    cpu_wall: float = 0.0
+
+    def cpu_line(self) -> str:
+        """CPU time an event of each process, and how many cores they kept busy."""
+        events = len(self.probe.latencies)
+        parts = [
+            f"{name} {'n/a' if spent is None else f'{spent * 1e6 / events:,.0f} us'}"
+            for name, spent in self.cpu.items()
+        ]
+        busy = sum(spent or 0.0 for spent in self.cpu.values()) / self.cpu_wall
+        return (
+            f"CPU an event: {', '.join(parts)}; {busy:.2f} cores busy of "
+            f"{os.cpu_count()} over {self.cpu_wall:.1f} s"
+        )
 
 
 async def bridge_phase(
@@ -328,6 +358,9 @@ async def _run_bridge(
     hogs: int = 0,
 ) -> Phase:
     async with AmiSource(traffic) as source:
+        clock = CpuClock(bridge="self", RabbitMQ=broker_pid(nodes[0]), simulator=source.pid)
+        clock.start()
+        clock_started = time.monotonic()
         settings = load_settings(
             {
                 "ami": [f"{SERVER}=ami://bridge@127.0.0.1:{source.port}"],
@@ -382,9 +415,11 @@ async def _run_bridge(
                     break
             await asyncio.sleep(0.01)
         drain_s = time.monotonic() - traffic_end
+        clock.stop()
+        cpu_wall = time.monotonic() - clock_started
         app.request_stop()
         await bridge
-    return Phase(probe, report, peak, drain_s, receive_queue.peak)
+    return Phase(probe, report, peak, drain_s, receive_queue.peak, clock.spent, cpu_wall)
 
 
 READ_GAP_GAUGE = "ami_bridge_ami_read_gap_max_seconds"
@@ -441,22 +476,26 @@ class ReceiveQueueSampler:
         self._thread.join()
 
 
-# -- the reference body for the ceiling ----------------------------------------------------
+# -- the reference message for the ceiling -------------------------------------------------
 
 
-def median_body(count: int = 2000) -> bytes:
-    """The bridge's body of median size over ``count`` simulated events."""
+def median_message(count: int = 2000) -> OutgoingMessage:
+    """The bridge's message whose body is of median size over ``count`` simulated events
+    (journalled as the pipeline does, with the event's PBX-wide ``event_id``)."""
     traffic = TrafficGenerator(1)
     parser = AmiParser(expect_banner=False)
     wire = b"".join(serialize(traffic.next_event()) for _ in range(count))
     renderer = Renderer(Router(SERVER))
+    ids = EventIds()
     now = time.time()
-    bodies = [
-        renderer.render(decode(encode_event(1, seq, now, item))).message.body
+    messages = [
+        renderer.render(
+            decode(encode_event(1, seq, now, item, event_id=ids.next(item.raw)))
+        ).message
         for seq, item in enumerate(parser.feed(wire), 1)
         if isinstance(item, Event)
     ]
-    return sorted(bodies, key=len)[len(bodies) // 2]
+    return sorted(messages, key=lambda message: len(message.body))[len(messages) // 2]
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -520,7 +559,7 @@ def hogs_in(name: str) -> bool:
     return "contended" in name
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def run(args: argparse.Namespace) -> dict[str, float | None]:
     if args.burst_only:
         bursts = await burst_runs(args)
         return {"burst_runs": len(bursts)}
@@ -532,6 +571,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         f"{t.percentile_ms(0.5):,.0f} ms, p99 {t.percentile_ms(0.99):,.0f} ms",
         flush=True,
     )
+    print(f"  {throughput.cpu_line()}", flush=True)
     if throughput.peak_depth < WINDOW:
         print("  warning: the simulator, not the bridge, set the pace", flush=True)
     streamed = await bridge_phase(
@@ -558,23 +598,36 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     rss = _peak_rss_mb()
     print(f"peak RSS of the bridge process: {rss:.0f} MB", flush=True)
 
-    body = median_body()
-    ceiling = await plain_aio_pika(args.url, args.ceiling_events, WINDOW, body)
-    publisher = await bridge_publisher(args.url, args.ceiling_events, WINDOW, body)
+    # The plain loop publishes what the bridge does (its median body and its headers,
+    # CloudEvents included: RabbitMQ decodes every header table), and, as before the
+    # CloudEvents headers, with 2 headers and a seq.
+    message = median_message()
+    body, headers = message.body, message.headers
+    load = Load(args.ceiling_events, WINDOW, body, headers)
+    ceiling = await plain_aio_pika(args.url, load)
+    small = await plain_aio_pika(args.url, load._replace(headers=SMALL_HEADERS))
+    publisher = await bridge_publisher(args.url, load)
     print(
-        f"ceiling, plain aio-pika ({len(body)}-byte body, {WINDOW} in flight): "
-        f"{ceiling.rate:,.0f} msgs/s; the bridge's publisher alone: {publisher.rate:,.0f} msgs/s",
+        f"ceiling, plain aio-pika ({len(body)}-byte body, the bridge's {len(headers)} "
+        f"headers, {WINDOW} in flight): {ceiling.rate:,.0f} msgs/s "
+        f"({_us(ceiling.cpu_us)} of its CPU, RabbitMQ {_us(ceiling.broker_cpu_us)} a message); "
+        f"with 3 headers {small.rate:,.0f} msgs/s; the bridge's publisher alone: "
+        f"{publisher.rate:,.0f} msgs/s ({_us(publisher.cpu_us)} of its CPU, RabbitMQ "
+        f"{_us(publisher.broker_cpu_us)} a message)",
         flush=True,
     )
     print(
         f"end to end {t.rate:,.0f} events/s = {t.rate / ceiling.rate:.2f}x the plain aio-pika "
-        f"loop of the same run (target >= 2x)",
+        f"loop publishing the same messages in the same run ({t.rate / small.rate:.2f}x the "
+        f"loop with 3 headers; target >= 2x); the bridge's publisher alone reaches "
+        f"{publisher.rate / ceiling.rate:.2f}x",
         flush=True,
     )
     return {
         "events_per_s": round(t.rate),
         "events_per_s_with_stream": round(s.rate),
         "ceiling_events_per_s": round(ceiling.rate),
+        "ceiling_3_headers_events_per_s": round(small.rate),
         "p50_ms": round(steady.percentile_ms(0.5), 2),
         "p99_ms": round(steady.percentile_ms(0.99), 2),
         "rss_mb": round(rss, 1),
@@ -588,7 +641,15 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             p.source.dropped_sessions for name, p in bursts if hogs_in(name)
         ),
         "publisher_only_events_per_s": round(publisher.rate),
+        **{
+            f"cpu_us_per_event_{name}": spent and round(spent * 1e6 / len(t.latencies))
+            for name, spent in throughput.cpu.items()
+        },
     }
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} us"
 
 
 def main() -> None:
