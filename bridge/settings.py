@@ -288,8 +288,9 @@ class Settings(BaseSettings):
     routing_key: str = Field(
         "{server}.{class}.{event}", description="Routing-key template: {server}, {class}, {event}."
     )
-    # RabbitMQ confirms a persistent message once it is on disk, in batches: at 8,000
-    # events/s that took longer than 1,000 messages' worth, so the pipeline waited on it.
+    # RabbitMQ confirms persistent messages in batches once they are on disk: with 1,000
+    # in flight the end-to-end bench kept 1.25-1.54 of 2 cores busy with a backlog in the
+    # journal, waiting for confirms; with 4,000, 1.65-1.84 (bench/e2e.py).
     publish_window: int = Field(4000, ge=1, description="Publishes in flight awaiting confirms.")
     include_raw: bool = Field(False, description="Add the raw AMI headers to every message.")
     redact_headers: Annotated[list[str], NoDecode] = Field(

@@ -163,8 +163,8 @@ class ServerPipeline:
         )
         self._memory_max_bytes = settings.journal_memory_max_bytes
         self._first_unread = self.journal.acked_through + 1
-        #: Why the journal could not be read back, while it cannot.
-        self._read_fault: str | None = None
+        #: True while the journal's disk fails reads (for the one line each way).
+        self._journal_unreadable = False
         self._log_inherited_backlog()
         #: Events read (on the reader thread) and messages confirmed so far (for the
         #: status line).
@@ -392,9 +392,9 @@ class ServerPipeline:
                     # A reader behind its socket goes first: this can be done later.
                     await read_priority.step_aside()
                     batch = self.journal.take(_BATCH)
-                    if self._read_fault is not None:
+                    if self._journal_unreadable:
                         self._log.warning("the journal can be read again; publishing goes on")
-                        self._read_fault = None
+                        self._journal_unreadable = False
                     if not batch:
                         break
                     for record_id, payload in batch:
@@ -405,11 +405,11 @@ class ServerPipeline:
             except JournalIOError as exc:
                 # The records stay on disk, the reader keeps journalling: wait and retry.
                 self._metrics.journal_read_errors.labels(self.id).inc()
-                if self._read_fault is None:
+                if not self._journal_unreadable:
                     self._log.error(
                         "%s; publishing waits, trying again every %g s", exc, _READ_RETRY
                     )
-                self._read_fault = str(exc)
+                self._journal_unreadable = True
                 await asyncio.sleep(_READ_RETRY)
                 self._work.set()
             except Fenced:
